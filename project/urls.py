@@ -1,0 +1,18 @@
+"""URL configuration: admin, the REST API, its OpenAPI schema and docs (SSE is in asgi.py)."""
+
+from django.contrib import admin
+from django.urls import include, path
+from django.views.generic import RedirectView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+urlpatterns = [
+    path("", RedirectView.as_view(url="/docs", permanent=False)),
+    path("admin/", admin.site.urls),
+    path("api/v1/", include("tasks_app.api.urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="schema")),
+    path("api-auth/", include("rest_framework.urls")),
+]
+
+handler404 = "tasks_app.api.views.not_found"

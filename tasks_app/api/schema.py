@@ -1,0 +1,133 @@
+"""OpenAPI additions: the bearer auth scheme name and the SSE endpoints Channels serves."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.contrib.rest_framework_simplejwt import SimpleJWTScheme
+from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.plumbing import ResolvedComponent
+from rest_framework.views import APIView
+from rest_framework_simplejwt.authentication import JWTAuthentication
+
+from ..sse import TOKEN_COOKIE
+from .progress import TaskProgressSerializer
+from .serializers import ErrorSerializer
+
+SSE_TAG = "SSE"
+BEARER = "bearerAuth"
+COOKIE = "sseCookie"
+
+EVENTS_TEXT = """\
+A `text/event-stream`. Event types:
+
+- `progress`: data is a TaskProgress. Sent first on every connect and reconnect (a snapshot of
+  the current state), then on every committed change of state, progress, stage or ETA, in order,
+  each with an `id:`.
+- `complete`: data is the final TaskProgress (`state` tells success from failure, `error` is set
+  on failure). Sent once the task reaches a terminal state; the server then ends the response.
+- Comment lines (`: keep-alive`) at least every 20 s keep proxies and client heartbeats happy.
+
+Reconnect with `Last-Event-ID` (header) or `lastEventId` (query) to receive every missed event.
+Responses carry `Cache-Control: no-cache` and `X-Accel-Buffering: no`.
+"""
+
+ERRORS = {
+    "401": "Missing, invalid or expired token, cookie or ticket.",
+    "404": "Unknown task, or a task the caller does not own.",
+    "429": "Too many open streams for this user.",
+}
+
+
+# name -> (identity the registry knows it by, scheme); bearerAuth is the simplejwt one.
+SECURITY_SCHEMES: dict[str, tuple[Any, dict[str, Any]]] = {
+    BEARER: (JWTAuthentication, {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}),
+    COOKIE: (TOKEN_COOKIE, {"type": "apiKey", "in": "cookie", "name": TOKEN_COOKIE}),
+}
+
+
+class BearerJWTScheme(SimpleJWTScheme):
+    """Name simplejwt's bearer scheme `bearerAuth`, the name the SSE docs use too."""
+
+    name = BEARER
+    priority = 1
+
+
+def _parameters(per_task: bool) -> list[dict[str, Any]]:
+    params: list[dict[str, Any]] = []
+    if per_task:
+        params.append({"name": "task_id", "in": "path", "required": True,
+                       "schema": {"type": "string"},
+                       "description": "The task id (starts with `task_`)."})
+    params += [
+        {"name": "Last-Event-ID", "in": "header", "required": False, "schema": {"type": "string"},
+         "description": "Id of the last event received; the stream replays what came after."},
+        {"name": "lastEventId", "in": "query", "required": False, "schema": {"type": "string"},
+         "description": "Same as the `Last-Event-ID` header (what `event-source-polyfill` sends)."},
+        {"name": "ticket", "in": "query", "required": False, "schema": {"type": "string"},
+         "description": "A short-lived, single-use stream ticket instead of a bearer token "
+                        "(`POST /api/v1/auth/stream-ticket/`), issued for "
+                        f"{'this task' if per_task else 'this stream (no `task_id`)'}."},
+    ]
+    return params
+
+
+def _operation(per_task: bool) -> dict[str, Any]:
+    error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    what = "one task" if per_task else "every task of the caller (one connection for dashboards)"
+    return {
+        "operationId": "sse_task_progress" if per_task else "sse_tasks_progress",
+        "summary": f"Stream the progress of {what}",
+        "description": (
+            "Server-Sent Events. Authenticate with `Authorization: Bearer <access JWT>`, the "
+            f"`{TOKEN_COOKIE}` cookie (`POST /api/v1/auth/stream-cookie/`) or a `ticket`. "
+            "Errors are answered with a JSON body before any stream starts."
+        ),
+        "tags": [SSE_TAG],
+        "parameters": _parameters(per_task),
+        "security": [{BEARER: []}, {COOKIE: []}, {}],
+        "responses": {
+            "200": {
+                "description": EVENTS_TEXT,
+                "content": {"text/event-stream": {
+                    "schema": {"$ref": "#/components/schemas/TaskProgress"}}},
+            },
+            "204": {"description": "The client already received `complete`: stop reconnecting."},
+            **{code: {"description": text, "content": error} for code, text in ERRORS.items()},
+        },
+    }
+
+
+def _register(generator: Any, serializer: type) -> None:
+    """Put a serializer's component (and those it nests) in the registry, as REST views do."""
+    view = APIView()
+    view.request = None
+    view.kwargs = {}
+    auto = AutoSchema()
+    auto.registry = generator.registry
+    auto.method = "GET"
+    auto.path = ""
+    auto.view = view
+    auto.resolve_serializer(serializer, "response")
+
+
+def add_sse_endpoints(result: dict[str, Any], generator: Any, **kwargs: Any) -> dict[str, Any]:
+    """Postprocessing hook: document the SSE routes, which live outside Django's URLconf."""
+    # Components go through the registry: the enum hook rebuilds `components` from it.
+    # The REST endpoints normally registered the schemas already; then this is a no-op.
+    for serializer in (TaskProgressSerializer, ErrorSerializer):
+        _register(generator, serializer)
+    for name, (identity, scheme) in SECURITY_SCHEMES.items():
+        generator.registry.register_on_missing(ResolvedComponent(
+            name=name, type=ResolvedComponent.SECURITY_SCHEMA, object=identity, schema=scheme))
+    components = result.setdefault("components", {})
+    for kind, entries in generator.registry.build({}).items():
+        for name, schema in entries.items():
+            components.setdefault(kind, {}).setdefault(name, schema)
+    paths = result.setdefault("paths", {})
+    paths["/api/v1/sse/tasks/{task_id}/progress"] = {"get": _operation(per_task=True)}
+    paths["/api/v1/sse/tasks/progress"] = {"get": _operation(per_task=False)}
+    tags = result.setdefault("tags", [])
+    if not any(tag.get("name") == SSE_TAG for tag in tags):
+        tags.append({"name": SSE_TAG, "description": "Live task progress (Server-Sent Events)."})
+    return result

@@ -1,0 +1,160 @@
+"""Request and response shapes of the REST API (no business logic: services decide)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from ..models import AudioFile, Task
+
+DEFAULT_KIND = "analyze"
+
+
+class StrictSerializer(serializers.Serializer):
+    """Reject request fields the serializer does not declare, naming them."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        """Refuse unknown keys before validating the known ones."""
+        if hasattr(data, "keys"):
+            unknown = sorted(set(data.keys()) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError(
+                    {name: [serializers.ErrorDetail("Unknown field.", code="unknown_field")]
+                     for name in unknown}
+                )
+        return super().to_internal_value(data)
+
+
+class ErrorDetailSerializer(serializers.Serializer):
+    """What went wrong: a machine code, a readable message and the field at fault."""
+
+    code = serializers.CharField()
+    message = serializers.CharField()
+    field = serializers.CharField(allow_null=True)
+
+
+class ErrorSerializer(serializers.Serializer):
+    """The body of every 4xx response."""
+
+    error = ErrorDetailSerializer()
+    detail = serializers.CharField(help_text="The message again, for DRF-style clients.")
+
+
+class AudioFileSerializer(serializers.ModelSerializer):
+    """An uploaded audio file and its probed facts."""
+
+    class Meta:
+        model = AudioFile
+        fields = ["id", "original_name", "size", "format", "codec", "duration", "sample_rate",
+                  "channels", "bit_rate", "created_at"]
+        read_only_fields = fields
+
+
+class AudioUploadSerializer(StrictSerializer):
+    """Multipart upload of one audio file."""
+
+    file = serializers.FileField(help_text="The audio file (WAV, MP3, FLAC, OGG, M4A, …).")
+
+
+class TaskSerializer(serializers.ModelSerializer):
+    """A task as the API shows it, with links to its progress endpoint and SSE stream."""
+
+    progress_url = serializers.SerializerMethodField()
+    stream_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Task
+        fields = ["id", "audio_file", "kind", "options", "state", "progress", "stage",
+                  "estimated_time", "result", "error", "attempts", "created_at", "updated_at",
+                  "started_at", "finished_at", "progress_url", "stream_url"]
+        read_only_fields = fields
+
+    @extend_schema_field(OpenApiTypes.URI)
+    def get_progress_url(self, task: Task) -> str:
+        """Polling endpoint of the task's TaskProgress."""
+        return self._absolute(reverse("task-progress", kwargs={"task_id": task.id}))
+
+    @extend_schema_field(OpenApiTypes.URI)
+    def get_stream_url(self, task: Task) -> str:
+        """SSE stream of the task's progress (routed by Channels, not Django's URLconf)."""
+        return self._absolute(f"/api/v1/sse/tasks/{task.id}/progress")
+
+    def _absolute(self, path: str) -> str:
+        request = self.context.get("request")
+        return request.build_absolute_uri(path) if request is not None else path
+
+
+class TaskCreateSerializer(StrictSerializer):
+    """Input of `POST tasks/`: which audio file, which processor, with which options."""
+
+    audio_file = serializers.IntegerField(min_value=1, help_text="Id of an uploaded audio file.")
+    kind = serializers.ChoiceField(choices=[DEFAULT_KIND], default=DEFAULT_KIND,
+                                   help_text="The processor to run.")
+    options = serializers.DictField(default=dict, help_text="Options of the processor.")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Read the registry per instance, never at import time.
+        self.fields["kind"].choices = kind_choices()
+        self.fields["kind"].help_text = "The processor to run: " + "; ".join(
+            f"`{kind}`: {text}" for kind, text in kind_choices())
+        self.fields["options"].help_text = options_help()
+
+
+class TaskListQuerySerializer(serializers.Serializer):
+    """Query parameters of `GET tasks/` (paging parameters belong to the paginator)."""
+
+    state = serializers.ChoiceField(choices=Task.State.choices, required=False,
+                                    help_text="Only tasks in this state.")
+
+
+class StreamTicketRequestSerializer(StrictSerializer):
+    """Input of `POST auth/stream-ticket/`: the task to stream, or none for all tasks."""
+
+    task_id = serializers.CharField(required=False, help_text=(
+        "The task whose stream the ticket opens; omit for `GET sse/tasks/progress`."))
+
+
+class StreamTicketSerializer(serializers.Serializer):
+    """A single-use stream ticket: pass it as `?ticket=` to the SSE endpoint it was made for."""
+
+    ticket = serializers.CharField(source="key")
+    task_id = serializers.CharField(allow_blank=True)
+    expires_at = serializers.DateTimeField()
+
+
+def kind_choices() -> list[tuple[str, str]]:
+    """(kind, description) of every registered processor."""
+    from ..audio.registry import processors
+
+    return [(p.kind, p.description) for p in processors()]
+
+
+def options_help() -> str:
+    """Markdown description of each processor's options, generated from the registry."""
+    from ..audio.registry import processors
+
+    lines = ["Options of the chosen `kind`; unknown or invalid options are refused (400)."]
+    for processor in processors():
+        lines.append("")
+        lines.append(f"**{processor.kind}**" + ("" if processor.options else ": no options."))
+        for name, option in processor.options.items():
+            lines.append(f"- `{name}` ({_option_summary(option)}): {option.help}")
+    return "\n".join(lines)
+
+
+def _option_summary(option: Any) -> str:
+    kind = getattr(option.type, "__name__", str(option.type))
+    default = "automatic" if option.default is None else f"`{option.default!r}`"
+    parts = [kind, f"default {default}"]
+    if getattr(option, "minimum", None) is not None:
+        parts.append(f"min {option.minimum}")
+    if getattr(option, "maximum", None) is not None:
+        parts.append(f"max {option.maximum}")
+    if getattr(option, "choices", None):
+        parts.append("one of " + ", ".join(f"`{c}`" for c in option.choices))
+    return ", ".join(parts)

@@ -1,0 +1,21 @@
+"""Routes under /api/v1/ (the SSE streams are routed by Channels in project/asgi.py)."""
+
+from django.urls import path
+from rest_framework.routers import DefaultRouter
+from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView, TokenVerifyView
+
+from . import schema  # noqa: F401 - registers the bearerAuth OpenAPI extension
+from .views import AudioFileViewSet, StreamCookieView, StreamTicketView, TaskViewSet
+
+router = DefaultRouter(trailing_slash=True)
+router.register("audio", AudioFileViewSet, basename="audio")
+router.register("tasks", TaskViewSet, basename="task")
+
+urlpatterns = [
+    path("auth/token/", TokenObtainPairView.as_view(), name="token_obtain_pair"),
+    path("auth/token/refresh/", TokenRefreshView.as_view(), name="token_refresh"),
+    path("auth/token/verify/", TokenVerifyView.as_view(), name="token_verify"),
+    path("auth/stream-cookie/", StreamCookieView.as_view(), name="stream_cookie"),
+    path("auth/stream-ticket/", StreamTicketView.as_view(), name="stream_ticket"),
+    *router.urls,
+]

@@ -1,0 +1,250 @@
+"""REST views: validate input, call one service or selector, serialize the output."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.defaults import page_not_found
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (OpenApiParameter, OpenApiResponse, extend_schema,
+                                   extend_schema_view)
+from rest_framework import status, viewsets
+from rest_framework.decorators import action
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+from rest_framework_simplejwt.authentication import JWTAuthentication
+
+from .. import selectors, services, tickets
+from ..models import AudioFile, Task
+from ..sse import TOKEN_COOKIE
+from .exceptions import error_body
+from .progress import TaskProgressSerializer, task_progress
+from .serializers import (AudioFileSerializer, AudioUploadSerializer, ErrorSerializer,
+                          StreamTicketRequestSerializer, StreamTicketSerializer,
+                          TaskCreateSerializer, TaskListQuerySerializer, TaskSerializer)
+
+SSE_COOKIE_PATH = "/api/v1/sse/"
+
+ERROR_TEXT = {
+    400: "Bad input; `error.field` names the field and `error.message` the reason.",
+    401: "Missing, invalid or expired token.",
+    404: "Unknown id, or an object the caller does not own.",
+    409: "The object's state does not allow this.",
+    415: "Unsupported media type.",
+}
+
+
+def errors(*codes: int) -> dict[int, OpenApiResponse]:
+    """Schema responses for the given error statuses, all with the error body."""
+    return {code: OpenApiResponse(ErrorSerializer, description=ERROR_TEXT[code]) for code in codes}
+
+
+TASK_ID = OpenApiParameter("task_id", OpenApiTypes.STR, OpenApiParameter.PATH,
+                           description="The task id (starts with `task_`).")
+AUDIO_ID = OpenApiParameter("id", OpenApiTypes.INT, OpenApiParameter.PATH,
+                            description="The audio file id.")
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List your audio files", responses={200: AudioFileSerializer,
+                                                                   **errors(401)}),
+    retrieve=extend_schema(summary="Show an audio file", parameters=[AUDIO_ID],
+                           responses={200: AudioFileSerializer, **errors(401, 404)}),
+    create=extend_schema(
+        summary="Upload an audio file",
+        description="Multipart field `file`. The file is probed (format, duration, sample rate, "
+                    "channels) and fully decoded at its tail; non-audio, truncated, empty or "
+                    "too large files are refused with 400 and nothing is kept.",
+        request={"multipart/form-data": AudioUploadSerializer},
+        responses={201: AudioFileSerializer, **errors(400, 401, 415)},
+    ),
+    destroy=extend_schema(summary="Delete an audio file and its finished tasks",
+                          parameters=[AUDIO_ID],
+                          responses={204: None, **errors(401, 404, 409)}),
+)
+class AudioFileViewSet(viewsets.GenericViewSet):
+    """Upload, list, show and delete the caller's audio files."""
+
+    serializer_class = AudioFileSerializer
+    parser_classes = [MultiPartParser, FormParser]
+    lookup_url_kwarg = "id"
+
+    def get_queryset(self) -> QuerySet[AudioFile]:
+        """Audio files the caller may see."""
+        return selectors.audio_files_visible_to(self.request.user)
+
+    def get_serializer_class(self) -> type:
+        """The upload form for `create`, the read shape otherwise."""
+        return AudioUploadSerializer if self.action == "create" else AudioFileSerializer
+
+    def list(self, request: Request) -> Response:
+        """Page through the caller's audio files."""
+        page = self.paginate_queryset(self.get_queryset())
+        return self.get_paginated_response(AudioFileSerializer(page, many=True).data)
+
+    def create(self, request: Request) -> Response:
+        """Probe and store one uploaded audio file."""
+        upload = AudioUploadSerializer(data=request.data)
+        upload.is_valid(raise_exception=True)
+        audio = services.audio_file_create(owner=request.user,
+                                           upload=upload.validated_data["file"])
+        return Response(AudioFileSerializer(audio).data, status=status.HTTP_201_CREATED)
+
+    def retrieve(self, request: Request, **kwargs: str) -> Response:
+        """One audio file."""
+        audio = selectors.audio_file_for_user(request.user, kwargs["id"])
+        return Response(AudioFileSerializer(audio).data)
+
+    def destroy(self, request: Request, **kwargs: str) -> Response:
+        """Delete an audio file unless an unfinished task uses it."""
+        audio = selectors.audio_file_for_user(request.user, kwargs["id"])
+        services.audio_file_delete(audio_file=audio)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List your tasks", parameters=[TaskListQuerySerializer],
+                       responses={200: TaskSerializer, **errors(400, 401)}),
+    create=extend_schema(summary="Create a task on an uploaded audio file",
+                         request=TaskCreateSerializer,
+                         responses={201: TaskSerializer, **errors(400, 401, 404)}),
+    retrieve=extend_schema(summary="Show a task", parameters=[TASK_ID],
+                           responses={200: TaskSerializer, **errors(401, 404)}),
+    destroy=extend_schema(summary="Delete a task", parameters=[TASK_ID],
+                          responses={204: None, **errors(401, 404)}),
+)
+class TaskViewSet(viewsets.GenericViewSet):
+    """Create, list, show, cancel, retry and delete the caller's processing tasks."""
+
+    serializer_class = TaskSerializer
+    lookup_url_kwarg = "task_id"
+
+    def get_queryset(self) -> QuerySet[Task]:
+        """Tasks the caller may see."""
+        return selectors.tasks_visible_to(self.request.user)
+
+    def get_serializer_class(self) -> type:
+        """The create input for `create`, the read shape otherwise."""
+        return TaskCreateSerializer if self.action == "create" else TaskSerializer
+
+    def list(self, request: Request) -> Response:
+        """Page through the caller's tasks, newest first, optionally in one state."""
+        query = TaskListQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        tasks = selectors.tasks_visible_to(request.user, state=query.validated_data.get("state"))
+        page = self.paginate_queryset(tasks)
+        return self.get_paginated_response(self._out(page, many=True))
+
+    def create(self, request: Request) -> Response:
+        """Create a pending task and queue it for the worker."""
+        data = TaskCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        task = services.task_create(
+            owner=request.user, audio_file_id=data.validated_data["audio_file"],
+            kind=data.validated_data["kind"], options=data.validated_data["options"],
+        )
+        return Response(self._out(task), status=status.HTTP_201_CREATED)
+
+    def retrieve(self, request: Request, task_id: str) -> Response:
+        """One task."""
+        return Response(self._out(selectors.task_for_user(request.user, task_id)))
+
+    def destroy(self, request: Request, task_id: str) -> Response:
+        """Delete a task; a running job stops at its next check."""
+        task = selectors.task_for_user(request.user, task_id)
+        services.task_delete(task_id=task.id)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(summary="Cancel a pending or processing task", request=None,
+                   parameters=[TASK_ID], responses={200: TaskSerializer, **errors(401, 404, 409)})
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, task_id: str) -> Response:
+        """Cancel the task; 409 when it already finished."""
+        task = selectors.task_for_user(request.user, task_id)
+        return Response(self._out(services.task_cancel(task_id=task.id)))
+
+    @extend_schema(summary="Retry a failed or cancelled task", request=None,
+                   parameters=[TASK_ID], responses={200: TaskSerializer, **errors(401, 404, 409)})
+    @action(detail=True, methods=["post"])
+    def retry(self, request: Request, task_id: str) -> Response:
+        """Send the task back to pending; 409 unless it failed or was cancelled."""
+        task = selectors.task_for_user(request.user, task_id)
+        return Response(self._out(services.task_retry(task_id=task.id)))
+
+    @extend_schema(summary="Current TaskProgress (polling fallback of the SSE stream)",
+                   parameters=[TASK_ID],
+                   responses={200: TaskProgressSerializer, **errors(401, 404)})
+    @action(detail=True, methods=["get"])
+    def progress(self, request: Request, task_id: str) -> Response:
+        """The same TaskProgress JSON the stream sends."""
+        return Response(task_progress(selectors.task_for_user(request.user, task_id)))
+
+    def _out(self, tasks: Any, many: bool = False) -> Any:
+        return TaskSerializer(tasks, many=many, context=self.get_serializer_context()).data
+
+
+class StreamCookieView(APIView):
+    """Put the caller's access token in an HttpOnly cookie readable only by the SSE endpoints."""
+
+    authentication_classes = [JWTAuthentication]
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        summary="Set the SSE auth cookie",
+        description=(
+            "For browsers whose native `EventSource` cannot send an `Authorization` header: "
+            f"sets an HttpOnly, SameSite=Strict cookie `{TOKEN_COOKIE}` holding the access "
+            f"token of this request, scoped to `{SSE_COOKIE_PATH}` and expiring with the token. "
+            "Call it again after refreshing the token."
+        ),
+        request=None, tags=["SSE"],
+        responses={204: OpenApiResponse(description="Cookie set."), **errors(401)},
+    )
+    def post(self, request: Request) -> Response:
+        """Set the `sse_token` cookie to the bearer token of this request."""
+        authenticator = JWTAuthentication()
+        raw = authenticator.get_raw_token(authenticator.get_header(request))
+        remaining = max(0, int(request.auth["exp"] - time.time()))
+        response = Response(status=status.HTTP_204_NO_CONTENT)
+        response.set_cookie(
+            TOKEN_COOKIE, raw.decode(), max_age=remaining, path=SSE_COOKIE_PATH,
+            httponly=True, samesite="Strict", secure=request.is_secure(),
+        )
+        return response
+
+
+class StreamTicketView(APIView):
+    """Issue a short-lived, single-use ticket that opens one SSE stream without a header."""
+
+    @extend_schema(
+        summary="Get a stream ticket",
+        description=(
+            "For clients that cannot send headers or cookies: returns a ticket valid for a "
+            "short time and one connection, for one task's stream (`task_id`) or, without "
+            "`task_id`, for the caller's all-tasks stream. Pass it as `?ticket=`."
+        ),
+        request=StreamTicketRequestSerializer, tags=["SSE"],
+        responses={201: StreamTicketSerializer, **errors(400, 401, 404)},
+    )
+    def post(self, request: Request) -> Response:
+        """Issue a ticket for a task the caller may read, or for the caller's own stream."""
+        data = StreamTicketRequestSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        task_id = data.validated_data.get("task_id")
+        if task_id:
+            task_id = selectors.task_for_user(request.user, task_id).id
+        ticket = tickets.issue_ticket(user=request.user, task_id=task_id)
+        return Response(StreamTicketSerializer(ticket).data, status=status.HTTP_201_CREATED)
+
+
+def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """404 for unrouted URLs: the JSON error shape under /api/, Django's page elsewhere."""
+    if request.path.startswith("/api/"):
+        return JsonResponse(error_body("not_found", "Not found.", None), status=404)
+    return page_not_found(request, exception)

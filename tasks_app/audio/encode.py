@@ -1,0 +1,112 @@
+"""Streaming encoder that writes float32 (channels, n) blocks to wav/mp3/flac/opus/m4a files."""
+
+import wave
+from fractions import Fraction
+from types import TracebackType
+
+import av
+import numpy as np
+
+# fmt -> (container format, codec, rates the codec accepts or None for any, lossy)
+FORMATS: dict[str, tuple[str, str, tuple[int, ...] | None, bool]] = {
+    "wav": ("wav", "pcm_s16le", None, False),
+    "flac": ("flac", "flac", None, False),
+    "mp3": ("mp3", "libmp3lame", (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000), True),
+    "opus": ("ogg", "libopus", (8000, 12000, 16000, 24000, 48000), True),
+    "m4a": ("mp4", "aac", (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000), True),
+}
+EXTENSIONS: dict[str, str] = {"wav": "wav", "flac": "flac", "mp3": "mp3", "opus": "opus", "m4a": "m4a"}
+DEFAULT_BIT_RATE_KBPS: dict[str, int] = {"mp3": 192, "opus": 128, "m4a": 192}
+
+
+def is_lossy(fmt: str) -> bool:
+    """Whether `fmt` is a lossy codec whose decoded peaks may differ from the encoded samples."""
+    return FORMATS[fmt][3]
+
+
+def _encoder_rate(fmt: str, sample_rate: int) -> int:
+    rates = FORMATS[fmt][2]
+    if rates is None or sample_rate in rates:
+        return sample_rate
+    # Opus only runs at 48 kHz-derived rates; other codecs get the nearest supported rate above.
+    higher = [r for r in rates if r >= sample_rate]
+    return min(higher) if higher else max(rates)
+
+
+def _layout(channels: int) -> str:
+    return {1: "mono", 2: "stereo", 3: "2.1", 4: "quad", 5: "5.0", 6: "5.1"}.get(channels, f"{channels}c")
+
+
+def _to_int16_interleaved(block: np.ndarray) -> bytes:
+    scaled = np.clip(block, -1.0, 32767 / 32768) * 32768.0
+    return np.rint(scaled).astype("<i2").T.tobytes()
+
+
+class AudioWriter:
+    """Encode float blocks shaped (channels, n) to `path` in `fmt`; use as a context manager."""
+
+    def __init__(
+        self, path: str, fmt: str, sample_rate: int, channels: int, bit_rate_kbps: int | None = None
+    ) -> None:
+        if fmt not in FORMATS:
+            raise ValueError(f"unsupported output format {fmt!r}")
+        self.fmt = fmt
+        self.channels = channels
+        self.sample_rate = sample_rate
+        self._wav: wave.Wave_write | None = None
+        self._container: av.container.OutputContainer | None = None
+        self._pts = 0
+        if fmt == "wav":
+            # The stdlib writer is several times faster than PyAV for plain PCM.
+            self._wav = wave.open(path, "wb")
+            self._wav.setnchannels(channels)
+            self._wav.setsampwidth(2)
+            self._wav.setframerate(sample_rate)
+            return
+        container_format, codec, _, lossy = FORMATS[fmt]
+        self._container = av.open(path, "w", format=container_format)
+        self._stream = self._container.add_stream(codec, rate=_encoder_rate(fmt, sample_rate), layout=_layout(channels))
+        if lossy:
+            kbps = bit_rate_kbps or DEFAULT_BIT_RATE_KBPS[fmt]
+            self._stream.bit_rate = kbps * 1000
+        self._layout = _layout(channels)
+
+    def write(self, block: np.ndarray) -> None:
+        """Append a (channels, n) float block to the output."""
+        if block.shape[1] == 0:
+            return
+        if self._wav is not None:
+            self._wav.writeframesraw(_to_int16_interleaved(block))
+            return
+        assert self._container is not None
+        frame = av.AudioFrame.from_ndarray(
+            np.ascontiguousarray(block, dtype=np.float32), format="fltp", layout=self._layout
+        )
+        frame.sample_rate = self.sample_rate
+        frame.pts = self._pts
+        frame.time_base = Fraction(1, self.sample_rate)
+        self._pts += block.shape[1]
+        for packet in self._stream.encode(frame):
+            self._container.mux(packet)
+
+    def close(self) -> None:
+        """Flush the encoder and close the file."""
+        if self._wav is not None:
+            self._wav.close()
+            self._wav = None
+        if self._container is not None:
+            for packet in self._stream.encode(None):
+                self._container.mux(packet)
+            self._container.close()
+            self._container = None
+
+    def __enter__(self) -> "AudioWriter":
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,55 @@
+"""Synthesize and write test audio (tones, arbitrary sample arrays) in any supported format."""
+
+import numpy as np
+
+from tasks_app.audio.encode import AudioWriter
+
+CHUNK_SECONDS = 10.0
+
+
+def write_audio(
+    path: str, samples: np.ndarray, sample_rate: int, fmt: str, bit_rate_kbps: int | None = None
+) -> None:
+    """Write `samples` shaped (channels, n), floats in [-1, 1], to `path` encoded as `fmt`."""
+    samples = np.atleast_2d(samples)
+    step = int(CHUNK_SECONDS * sample_rate)
+    with AudioWriter(path, fmt, sample_rate, samples.shape[0], bit_rate_kbps) as writer:
+        for start in range(0, samples.shape[1], step):
+            writer.write(samples[:, start : start + step])
+
+
+def tone(
+    seconds: float,
+    sample_rate: int = 44100,
+    channels: int = 2,
+    freq: float = 440.0,
+    amplitude_db: float = -12.0,
+    start_sample: int = 0,
+    phase: float = 0.0,
+) -> np.ndarray:
+    """Return a (channels, n) float32 sine of peak `amplitude_db` dBFS starting at `start_sample`."""
+    n = int(round(seconds * sample_rate))
+    t = np.arange(start_sample, start_sample + n, dtype=np.float64)
+    # Reduce the phase modulo 2*pi in float64 so long tones stay exact in float32.
+    angle = np.mod(2 * np.pi * freq / sample_rate * t + phase, 2 * np.pi)
+    wave = (10 ** (amplitude_db / 20) * np.sin(angle)).astype(np.float32)
+    return np.broadcast_to(wave, (channels, n))
+
+
+def write_tone(
+    path: str,
+    seconds: float,
+    fmt: str = "wav",
+    sample_rate: int = 44100,
+    channels: int = 2,
+    freq: float = 440.0,
+    amplitude_db: float = -12.0,
+    bit_rate_kbps: int | None = None,
+) -> None:
+    """Write a sine tone of `seconds` to `path`, generated in chunks so long files stay cheap."""
+    total = int(round(seconds * sample_rate))
+    step = int(CHUNK_SECONDS * sample_rate)
+    with AudioWriter(path, fmt, sample_rate, channels, bit_rate_kbps) as writer:
+        for start in range(0, total, step):
+            n = min(step, total - start)
+            writer.write(tone(n / sample_rate, sample_rate, channels, freq, amplitude_db, start_sample=start))

@@ -1,0 +1,151 @@
+"""Inspect an audio file: container facts plus a real check that it decodes to its declared end."""
+
+import os
+import struct
+from dataclasses import asdict, dataclass
+
+import av
+
+from tasks_app.audio.errors import AudioError
+
+# How far before the declared end the tail check starts decoding, in seconds.
+TAIL_SECONDS = 3.0
+# A file whose decodable audio stops this much before its declared end is reported as truncated.
+TRUNCATION_TOLERANCE = 0.5
+# Container families whose decoded stream carries encoder padding past the declared duration.
+PADDED_CONTAINERS = frozenset({"mov,mp4,m4a,3gp,3g2,mj2", "mp4", "mov"})
+# Decoder implementation names mapped to the codec they decode.
+CODEC_NAMES = {"mp3float": "mp3", "mp2float": "mp2", "mp1float": "mp1"}
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """Facts about an audio file, as found by `probe`."""
+
+    duration: float
+    sample_rate: int
+    channels: int
+    format: str
+    codec: str
+    bit_rate: int | None
+    size: int
+
+    def as_dict(self) -> dict[str, object]:
+        """Return the facts as a JSON-serialisable dict."""
+        return asdict(self)
+
+
+def _short_format_name(container: av.container.InputContainer) -> str:
+    name = container.format.name
+    if name in PADDED_CONTAINERS:
+        return "mp4"
+    return name.split(",")[0]
+
+
+def _check_wav_header(path: str, size: int) -> None:
+    """Raise if a RIFF/WAVE file's data chunk claims more bytes than the file holds."""
+    with open(path, "rb") as fh:
+        head = fh.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return
+        offset = 12
+        while offset + 8 <= size:
+            fh.seek(offset)
+            chunk_id, chunk_size = struct.unpack("<4sI", fh.read(8))
+            if chunk_id == b"data":
+                # 0 and 0xFFFFFFFF mark streamed WAVs whose writer never patched the size in.
+                if chunk_size not in (0, 0xFFFFFFFF) and offset + 8 + chunk_size > size:
+                    raise AudioError("truncated", "The WAV file is shorter than its header says; it was cut off.")
+                return
+            offset += 8 + chunk_size + (chunk_size & 1)
+
+
+def _looks_like_mp4(path: str) -> bool:
+    with open(path, "rb") as fh:
+        return fh.read(12)[4:8] == b"ftyp"
+
+
+def _open(path: str, size: int) -> av.container.InputContainer:
+    try:
+        return av.open(path, metadata_errors="ignore")
+    except av.FFmpegError as exc:
+        if _looks_like_mp4(path):
+            # An MP4 cut before its index ("moov") cannot be opened at all.
+            raise AudioError("truncated", "The MP4/M4A file is incomplete (no index); it was probably cut off.") from exc
+        raise AudioError("not_audio", "The file is not a recognised audio format.") from exc
+
+
+def _decoded_end(container: av.container.InputContainer, stream: av.audio.stream.AudioStream, start: float) -> float | None:
+    """Decode from `start` seconds to the end and return where the last decoded frame ends."""
+    if start > 0:
+        try:
+            container.seek(int(start / stream.time_base), stream=stream, any_frame=False, backward=True)
+        except av.FFmpegError:
+            pass  # unseekable stream: carry on decoding from where the head check stopped
+    end = None
+    for packet in container.demux(stream):
+        try:
+            frames = packet.decode()
+        except av.FFmpegError:
+            # A damaged packet is skipped like a player would; only where decoding ends matters.
+            continue
+        for frame in frames:
+            if frame.pts is not None and frame.time_base is not None:
+                end = float(frame.pts * frame.time_base) + frame.samples / frame.sample_rate
+    return end
+
+
+def _decode_head(container: av.container.InputContainer, stream: av.audio.stream.AudioStream) -> int:
+    """Decode the first few frames; return how many samples came out."""
+    samples = 0
+    try:
+        for frame in container.decode(stream):
+            samples += frame.samples
+            if samples >= stream.codec_context.sample_rate:
+                break
+    except av.FFmpegError as exc:
+        raise AudioError("not_audio", "The file's audio could not be decoded.") from exc
+    return samples
+
+
+def probe(path: str) -> AudioInfo:
+    """Return facts about the audio file at `path`, raising AudioError if it is not usable audio."""
+    size = os.path.getsize(path)
+    if size == 0:
+        raise AudioError("empty", "The file is empty.")
+    _check_wav_header(path, size)
+    with _open(path, size) as container:
+        if not container.streams.audio:
+            if any(s.type in ("video", "subtitle") for s in container.streams) and container.format.name != "tty":
+                raise AudioError("unsupported_format", "The file has no audio stream.")
+            raise AudioError("not_audio", "The file is not a recognised audio format.")
+        stream = container.streams.audio[0]
+        ctx = stream.codec_context
+        if ctx is None or not ctx.sample_rate or not ctx.channels:
+            raise AudioError("unsupported_format", "The file's audio codec is not supported.")
+        if _decode_head(container, stream) == 0:
+            raise AudioError("truncated", "The file contains no decodable audio.")
+        declared = _declared_duration(container, stream)
+        end = _decoded_end(container, stream, max(0.0, declared - TAIL_SECONDS))
+        if end is None or end < declared - TRUNCATION_TOLERANCE:
+            raise AudioError("truncated", "The audio stops before its declared end; the file was cut off.")
+        # Tail timestamps overshoot by codec delay or padding (MP3, AAC) and the declared length
+        # overshoots by pre-skip (Opus), so the smaller of the two is the true length.
+        duration = min(declared, end) if declared > 0 else end
+        return AudioInfo(
+            duration=round(duration, 6),
+            sample_rate=int(ctx.sample_rate),
+            channels=int(ctx.channels),
+            format=_short_format_name(container),
+            codec=CODEC_NAMES.get(ctx.name, ctx.name),
+            bit_rate=int(stream.bit_rate or container.bit_rate or 0) or None,
+            size=size,
+        )
+
+
+def _declared_duration(container: av.container.InputContainer, stream: av.audio.stream.AudioStream) -> float:
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return container.duration / av.time_base
+    return 0.0

@@ -1,0 +1,133 @@
+"""The "analyze" processor: loudness, peaks, silence, clipping and a waveform in one streaming pass."""
+
+import os
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import numpy as np
+
+from tasks_app.audio.decode import Decoder
+from tasks_app.audio.detect import ClipDetector, SilenceDetector
+from tasks_app.audio.loudness import LoudnessMeter, TruePeakMeter, to_db
+from tasks_app.audio.probe import probe
+from tasks_app.audio.progress import Progress, ProgressFn
+from tasks_app.audio.registry import Option, Processor, register
+from tasks_app.audio.waveform import WaveformBuilder, auto_samples_per_pixel, render_png, write_json
+
+WAVEFORM_JSON = "waveform.json"
+WAVEFORM_PNG = "waveform.png"
+
+OPTIONS = {
+    "silence_threshold_db": Option(
+        "number", -50.0, -120.0, 0.0, help="Level (dBFS RMS over 10 ms) below which audio counts as silence."
+    ),
+    "silence_min_duration": Option(
+        "number", 0.5, 0.05, 60.0, help="Shortest silence, in seconds, that is reported."
+    ),
+    "samples_per_pixel": Option(
+        "integer", None, 1, 10_000_000, help="Waveform resolution; by default chosen so it has at most 4000 points."
+    ),
+    "clip_threshold": Option(
+        "number", 0.999, 0.5, 1.0, help="Absolute sample value (1.0 = full scale) at or above which a sample is clipped."
+    ),
+}
+
+
+def _db(value: float, digits: int = 2) -> float | None:
+    db = to_db(value)
+    return None if db is None else round(db, digits)
+
+
+def _power_db(value: float, digits: int = 2) -> float | None:
+    db = to_db(value, power=True)
+    return None if db is None else round(db, digits)
+
+
+def run(path: str, options: dict[str, object], progress: ProgressFn, output_dir: str) -> dict[str, object]:
+    """Analyse the file at `path`, write waveform.json/png to `output_dir`, return the measurements."""
+    info = probe(path)
+    decoder = Decoder(path, info)
+    rate, channels = decoder.sample_rate, decoder.channels
+    spp = options.get("samples_per_pixel") or auto_samples_per_pixel(decoder.expected_samples)
+    loudness = LoudnessMeter(rate, channels)
+    peaks = TruePeakMeter(rate, channels)
+    silence = SilenceDetector(
+        rate, float(options.get("silence_threshold_db", -50.0)), float(options.get("silence_min_duration", 0.5))
+    )
+    clips = ClipDetector(rate, float(options.get("clip_threshold", 0.999)))
+    waveform = WaveformBuilder(rate, int(spp))
+    square_sums = np.zeros(channels)
+    samples = 0
+    tracker = Progress(progress, "analyze", decoder.expected_samples)
+    tracker.advance(0)
+    # True peak is the costliest meter; it runs on a second core, one block behind at most.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="audio-true-peak") as pool:
+        pending: Future[None] | None = None
+        for block in decoder.blocks():
+            block_peak = np.maximum(block.max(axis=1), -block.min(axis=1))
+            if pending is not None:
+                pending.result()
+            pending = pool.submit(peaks.process, block, block_peak)
+            loudness.process(block)
+            squares = block * block
+            square_sums += squares.sum(axis=1, dtype=np.float64)
+            silence.add_power(squares.mean(axis=0) if channels > 1 else squares[0])
+            clips.add(block, float(block_peak.max()))
+            waveform.add(block)
+            samples += block.shape[1]
+            tracker.advance(block.shape[1])
+        if pending is not None:
+            pending.result()
+
+    wave_doc = waveform.data()
+    write_json(os.path.join(output_dir, WAVEFORM_JSON), wave_doc)
+    render_png(os.path.join(output_dir, WAVEFORM_PNG), wave_doc)
+    tracker.finish()
+
+    mean_squares = square_sums / max(samples, 1)
+    per_channel = [
+        {
+            "channel": ch,
+            "sample_peak_dbfs": _db(float(peaks.sample_peak[ch])),
+            "true_peak_dbtp": _db(float(peaks.true_peak[ch])),
+            "rms_dbfs": _power_db(float(mean_squares[ch])),
+        }
+        for ch in range(channels)
+    ]
+    return {
+        "format": {
+            "container": info.format,
+            "codec": info.codec,
+            "bit_rate": info.bit_rate,
+            "sample_rate": rate,
+            "channels": channels,
+            "duration": round(samples / rate, 6),
+            "samples": samples,
+            "size": info.size,
+        },
+        "loudness": {
+            **loudness.result(),
+            "true_peak_dbtp": _db(float(peaks.true_peak.max())),
+            "sample_peak_dbfs": _db(float(peaks.sample_peak.max())),
+            "rms_dbfs": _power_db(float(mean_squares.mean())),
+        },
+        "channels": per_channel,
+        "silence": silence.result(),
+        "clipping": clips.result(),
+        "waveform": {
+            "samples_per_pixel": wave_doc["samples_per_pixel"],
+            "length": wave_doc["length"],
+            "bits": wave_doc["bits"],
+        },
+        "artifacts": {"waveform_json": WAVEFORM_JSON, "waveform_png": WAVEFORM_PNG},
+    }
+
+
+PROCESSOR = register(
+    Processor(
+        kind="analyze",
+        run=run,
+        options=OPTIONS,
+        description="Measure loudness (EBU R128), true peak, RMS, silence and clipping; draw a waveform.",
+    )
+)
+

@@ -1,0 +1,61 @@
+"""Domain errors; the API's exception handler maps each to a status and a JSON body."""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    """Base of every error the services raise on purpose."""
+
+    status_code = 400
+    default_code = "invalid"
+    default_detail = "Invalid request."
+
+    def __init__(self, message: str | None = None, *, field: str | None = None,
+                 code: str | None = None) -> None:
+        self.message = message or self.default_detail
+        self.field = field
+        self.code = code or self.default_code
+        super().__init__(self.message)
+
+
+class InvalidInput(DomainError):
+    """A request field is missing or wrong."""
+
+
+class InvalidAudio(DomainError):
+    """An upload is not usable audio (empty, truncated, not audio, unsupported, too large)."""
+
+    default_code = "invalid_audio"
+    default_detail = "The file is not usable audio."
+
+
+class IllegalTransition(DomainError):
+    """The task's state does not allow the requested change."""
+
+    status_code = 409
+    default_code = "illegal_transition"
+    default_detail = "The task's state does not allow this."
+
+
+class Conflict(DomainError):
+    """The object is in use and cannot be changed now."""
+
+    status_code = 409
+    default_code = "conflict"
+    default_detail = "The object is in use."
+
+
+class NotFound(DomainError):
+    """Unknown object, or one the caller does not own."""
+
+    status_code = 404
+    default_code = "not_found"
+    default_detail = "Not found."
+
+
+class TooManyStreams(DomainError):
+    """The user already has as many open streams as allowed."""
+
+    status_code = 429
+    default_code = "too_many_streams"
+    default_detail = "Too many open streams for this user."

@@ -1,0 +1,262 @@
+"""Every write to audio files and tasks, and every task state transition, lives here."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from typing import Any
+
+from django.conf import settings
+from django.core.files import File
+from django.core.files.storage import default_storage
+from django.core.files.uploadedfile import UploadedFile
+from django.db import transaction
+from django.utils import timezone
+
+from .audio.errors import AudioError, OptionsError
+from .audio.probe import probe
+from .audio.registry import get_processor, validate_options
+from .exceptions import Conflict, IllegalTransition, InvalidAudio, InvalidInput, NotFound
+from .models import AudioFile, Task
+
+logger = logging.getLogger(__name__)
+
+State = Task.State
+
+
+# ---------------------------------------------------------------- audio files
+
+
+def audio_file_create(*, owner: Any, upload: UploadedFile) -> AudioFile:
+    """Probe an upload as audio and store it; on any problem nothing is kept."""
+    limit = settings.AUDIO_MAX_UPLOAD_BYTES
+    if upload.size is not None and upload.size > limit:
+        raise InvalidAudio(
+            f"The file is {upload.size} bytes; the limit is {limit} bytes.",
+            field="file", code="too_large",
+        )
+    if not upload.size:
+        raise InvalidAudio("The file is empty.", field="file", code="empty")
+    suffix = os.path.splitext(upload.name or "")[1][:8]
+    with tempfile.NamedTemporaryFile(suffix=suffix) as tmp:
+        for chunk in upload.chunks():
+            tmp.write(chunk)
+        tmp.flush()
+        try:
+            info = probe(tmp.name)
+        except AudioError as exc:
+            raise InvalidAudio(str(exc), field="file", code=exc.code) from exc
+        tmp.seek(0)
+        audio = AudioFile(
+            owner=owner,
+            original_name=(upload.name or "audio")[:255],
+            size=upload.size,
+            format=info.format,
+            codec=info.codec,
+            duration=info.duration,
+            sample_rate=info.sample_rate,
+            channels=info.channels,
+            bit_rate=info.bit_rate,
+        )
+        try:
+            with transaction.atomic():
+                audio.file.save(upload.name or "audio", File(tmp), save=False)
+                audio.save()
+        except Exception:
+            if audio.file.name:
+                audio.file.storage.delete(audio.file.name)
+            raise
+    return audio
+
+
+def audio_file_delete(*, audio_file: AudioFile) -> None:
+    """Delete an audio file, its finished tasks and their artifacts; refuse while in use."""
+    with transaction.atomic():
+        tasks = list(Task.objects.select_for_update().filter(audio_file=audio_file))
+        busy = [t.id for t in tasks if not t.is_terminal]
+        if busy:
+            raise Conflict(
+                f"The audio file is used by unfinished tasks: {', '.join(busy)}.",
+                field="id", code="in_use",
+            )
+        for task in tasks:
+            _delete_task_row(task)
+        name = audio_file.file.name
+        audio_file.delete()
+    transaction.on_commit(lambda: audio_file.file.storage.delete(name) if name else None)
+
+
+# ---------------------------------------------------------------------- tasks
+
+
+def task_create(
+    *, owner: Any, audio_file_id: int, kind: str = "analyze", options: dict | None = None,
+    task_id: str | None = None,
+) -> Task:
+    """Create a pending task on one of the owner's audio files and enqueue it."""
+    audio = AudioFile.objects.filter(pk=audio_file_id).first()
+    if audio is None or (audio.owner_id != owner.pk and not owner.is_staff):
+        raise NotFound(f"Audio file {audio_file_id} not found.", field="audio_file")
+    try:
+        get_processor(kind)
+    except KeyError:
+        raise InvalidInput(f"Unknown task kind {kind!r}.", field="kind") from None
+    try:
+        clean = validate_options(kind, options or {})
+    except OptionsError as exc:
+        raise InvalidInput(str(exc), field=f"options.{exc.field}") from exc
+    with transaction.atomic():
+        task = Task(owner=owner, audio_file=audio, kind=kind, options=clean)
+        if task_id:
+            task.id = task_id
+        task.save(force_insert=True)
+        _enqueue_on_commit(task.id)
+    return task
+
+
+def task_cancel(*, task_id: str) -> Task:
+    """Cancel a pending or processing task; a running job notices and stops."""
+    return _transition(
+        task_id, State.CANCELLED,
+        finished_at=timezone.now(), estimated_time=None, stage="cancelled",
+    )
+
+
+def task_retry(*, task_id: str) -> Task:
+    """Send a failed or cancelled task back to pending and enqueue it again."""
+    with transaction.atomic():
+        task = _transition(
+            task_id, State.PENDING,
+            progress=0.0, stage="", estimated_time=None, error=None, result=None,
+            started_at=None, finished_at=None, heartbeat_at=None,
+        )
+        _enqueue_on_commit(task.id)
+    return task
+
+
+def task_delete(*, task_id: str) -> None:
+    """Delete a task and its artifacts; a running job stops at its next check."""
+    with transaction.atomic():
+        task = Task.objects.select_for_update().filter(pk=task_id).first()
+        if task is None:
+            raise NotFound(f"Task {task_id} not found.", field="task_id")
+        _delete_task_row(task)
+
+
+def task_start(*, task_id: str) -> Task | None:
+    """Claim a pending task for processing; None when it is no longer pending."""
+    try:
+        return _transition(
+            task_id, State.PROCESSING,
+            attempts_increment=True, started_at=timezone.now(), heartbeat_at=timezone.now(),
+            progress=0.0, stage="starting", estimated_time=None,
+        )
+    except (IllegalTransition, NotFound):
+        return None
+
+
+def task_report_progress(
+    *, task_id: str, progress: float, stage: str, estimated_time: float | None
+) -> bool:
+    """Record progress of a processing task; False when the task stopped processing."""
+    with transaction.atomic():
+        task = Task.objects.select_for_update().filter(pk=task_id).first()
+        if task is None or task.state != State.PROCESSING:
+            return False
+        # Progress never goes backwards within one attempt, and 100 means completed.
+        task.progress = min(max(task.progress, round(float(progress), 2)), 99.99)
+        task.stage = stage
+        task.estimated_time = None if estimated_time is None else round(estimated_time, 2)
+        task.heartbeat_at = timezone.now()
+        task.save(update_fields=["progress", "stage", "estimated_time", "heartbeat_at",
+                                 "updated_at"])
+    return True
+
+
+def task_complete(*, task_id: str, result: dict) -> Task | None:
+    """Mark a processing task completed with its result; None if it was cancelled meanwhile."""
+    try:
+        return _transition(
+            task_id, State.COMPLETED, progress=100.0, stage="done", estimated_time=None,
+            result=result, error=None, finished_at=timezone.now(),
+        )
+    except (IllegalTransition, NotFound):
+        return None
+
+
+def task_fail(*, task_id: str, error: str) -> Task | None:
+    """Mark a processing task failed with a readable error; None if it already stopped."""
+    try:
+        return _transition(
+            task_id, State.FAILED, stage="failed", estimated_time=None,
+            error=error[:4000], finished_at=timezone.now(),
+        )
+    except (IllegalTransition, NotFound):
+        return None
+
+
+def task_is_processing(task_id: str) -> bool:
+    """Cheap check a running job makes to notice a cancel or delete."""
+    return Task.objects.filter(pk=task_id, state=State.PROCESSING).exists()
+
+
+# ------------------------------------------------------------------- helpers
+
+
+def _transition(task_id: str, new_state: str, *, attempts_increment: bool = False,
+                **fields: Any) -> Task:
+    """Move a task to `new_state` if the state machine allows it from its current state.
+
+    The row is locked (select_for_update; on SQLite the IMMEDIATE transaction holds the
+    write lock) so two processes can never both win the same transition, and the change
+    ends in save() so the post_save publisher sends it to subscribers on commit.
+    """
+    with transaction.atomic():
+        task = Task.objects.select_for_update().filter(pk=task_id).first()
+        if task is None:
+            raise NotFound(f"Task {task_id} not found.", field="task_id")
+        if not Task.can_transition(task.state, new_state):
+            raise IllegalTransition(
+                f"Cannot change a {task.state} task to {new_state}.", field="state"
+            )
+        task.state = new_state
+        for name, value in fields.items():
+            setattr(task, name, value)
+        if attempts_increment:
+            task.attempts += 1
+        task.save()
+    return task
+
+
+def _enqueue_on_commit(task_id: str) -> None:
+    """Queue the job for the worker once the task row is committed."""
+    from .jobs import run_task
+
+    def enqueue() -> None:
+        result = run_task.enqueue(task_id)
+        Task.objects.filter(pk=task_id).update(job_id=str(result.id)[:64])
+
+    transaction.on_commit(enqueue)
+
+
+def artifacts_dir(task_id: str) -> str:
+    """Folder (relative to the media storage) holding one task's artifacts."""
+    return f"artifacts/{task_id}"
+
+
+def _delete_task_row(task: Task) -> None:
+    """Delete one task row and, after commit, its artifact folder."""
+    task_id = task.id
+    task.delete()
+
+    def remove_artifacts() -> None:
+        folder = artifacts_dir(task_id)
+        try:
+            _dirs, files = default_storage.listdir(folder)
+        except FileNotFoundError:
+            return
+        for name in files:
+            default_storage.delete(f"{folder}/{name}")
+
+    transaction.on_commit(remove_artifacts)

@@ -1,0 +1,170 @@
+"""A real service for integration tests: Daphne and a worker as subprocesses on a temp DB."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+from httpx_sse import ServerSentEvent, connect_sse
+
+ROOT = Path(__file__).resolve().parent.parent
+PASSWORD = "integration-pass-1"
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(check, timeout: float, what: str, interval: float = 0.05):
+    """Poll `check` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+@dataclass
+class LiveService:
+    """Handles on a running Daphne + worker pair."""
+
+    base_url: str
+    env: dict
+    data_dir: Path
+    daphne: subprocess.Popen
+    workers: list[subprocess.Popen] = field(default_factory=list)
+
+    def manage(self, *args: str) -> str:
+        """Run a manage.py command against the service's database."""
+        done = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=self.env,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    def token(self, username: str) -> str:
+        """Obtain an access token through the API."""
+        resp = httpx.post(f"{self.base_url}/api/v1/auth/token/",
+                          json={"username": username, "password": PASSWORD})
+        assert resp.status_code == 200, resp.text
+        return resp.json()["access"]
+
+    def client(self, token: str | None = None, timeout: float = 30.0) -> httpx.Client:
+        """An HTTP client for the service, authenticated when a token is given."""
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout)
+
+    def upload(self, token: str, path: Path) -> dict:
+        """Upload an audio file and return its JSON."""
+        with self.client(token, timeout=120) as c, open(path, "rb") as fh:
+            resp = c.post("/api/v1/audio/", files={"file": (path.name, fh)})
+        assert resp.status_code == 201, resp.text
+        return resp.json()
+
+    def create_task(self, token: str, audio_id: int, **extra) -> dict:
+        """Create a task and return its JSON."""
+        with self.client(token) as c:
+            resp = c.post("/api/v1/tasks/", json={"audio_file": audio_id, **extra})
+        assert resp.status_code == 201, resp.text
+        return resp.json()
+
+
+def read_events(client: httpx.Client, url: str, *, headers: dict | None = None,
+                until=None, timeout: float = 60.0) -> tuple[int, list[ServerSentEvent]]:
+    """Read a stream until it ends or `until(events)` is true; return status and events."""
+    events: list[ServerSentEvent] = []
+    deadline = time.monotonic() + timeout
+    with connect_sse(client, "GET", url, headers=headers or {},
+                     timeout=httpx.Timeout(timeout, read=25.0)) as source:
+        status = source.response.status_code
+        if status != 200:
+            source.response.read()
+            return status, events
+        for sse in source.iter_sse():
+            events.append(sse)
+            if until is not None and until(events):
+                break
+            assert time.monotonic() < deadline, "stream did not finish in time"
+    return status, events
+
+
+def payloads(events: list[ServerSentEvent], kind: str | None = None) -> list[dict]:
+    """The JSON data of the events, optionally of one type only."""
+    return [json.loads(e.data) for e in events if kind is None or e.event == kind]
+
+
+def start_service(tmp: Path, *, workers: int = 1, extra_env: dict | None = None) -> LiveService:
+    """Migrate a fresh database, create users, start Daphne and workers; wait until ready."""
+    env = {key: value for key, value in os.environ.items()
+           if key not in {"DATABASE_URL", "EVENTSTREAM_REDIS", "MEDIA_ROOT"}}
+    env.update({"DATA_DIR": str(tmp), "DJANGO_SETTINGS_MODULE": "project.settings",
+                "PYTHONUNBUFFERED": "1", **(extra_env or {})})
+    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput"], cwd=ROOT, env=env,
+                   check=True, capture_output=True, timeout=180)
+    script = (
+        "from django.contrib.auth import get_user_model as g; U = g()\n"
+        f"for name, staff in [('alice', False), ('bob', False), ('root', True)]:\n"
+        f"    u, _ = U.objects.get_or_create(username=name, defaults={{'is_staff': staff}})\n"
+        f"    u.set_password('{PASSWORD}'); u.save()\n"
+    )
+    subprocess.run([sys.executable, "manage.py", "shell", "-c", script], cwd=ROOT, env=env,
+                   check=True, capture_output=True, timeout=120)
+    port = free_port()
+    log = open(tmp / "daphne.log", "wb")
+    daphne = subprocess.Popen(
+        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
+         "project.asgi:application"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    service = LiveService(f"http://127.0.0.1:{port}", env, tmp, daphne)
+    for index in range(workers):
+        wlog = open(tmp / f"worker{index}.log", "wb")
+        service.workers.append(subprocess.Popen(
+            [sys.executable, "manage.py", "db_worker", "--queue-name", "*", "--interval",
+             "0.1", "--no-startup-delay"],
+            cwd=ROOT, env=env, stdout=wlog, stderr=subprocess.STDOUT, start_new_session=True))
+
+    def ready() -> bool:
+        assert daphne.poll() is None, (tmp / "daphne.log").read_text()
+        try:
+            return httpx.get(f"{service.base_url}/api/schema/", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_until(ready, 60, "daphne to answer")
+    return service
+
+
+def stop_service(service: LiveService) -> None:
+    """Stop the worker(s) and Daphne."""
+    for proc in [*service.workers, service.daphne]:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+    for proc in [*service.workers, service.daphne]:
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory) -> Iterator[LiveService]:
+    """A running service (SQLite, no Redis) shared by one test module."""
+    service = start_service(tmp_path_factory.mktemp("live"))
+    yield service
+    stop_service(service)

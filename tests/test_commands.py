@@ -1,0 +1,251 @@
+"""Operator commands: demo user, tokens, test tasks, stale-task recovery, the watch client."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.utils import timezone
+from rest_framework_simplejwt.tokens import AccessToken
+
+from tasks_app import services
+from tasks_app.client import StreamError, format_eta, watch
+from tasks_app.models import AudioFile, Task
+from tasks_app.recovery import task_fail_orphaned, task_fail_stale
+
+pytestmark = pytest.mark.django_db
+
+
+def run(*args: str, **options: Any) -> str:
+    """Run a management command and return what it wrote to stdout."""
+    out = io.StringIO()
+    call_command(*args, stdout=out, stderr=io.StringIO(), **options)
+    return out.getvalue()
+
+
+# ------------------------------------------------------------------ demo user
+
+
+def test_ensure_demo_user_is_idempotent_and_makes_an_admin() -> None:
+    first = run("ensure_demo_user")
+    second = run("ensure_demo_user")
+
+    users = get_user_model().objects.filter(username="demo")
+    assert users.count() == 1
+    demo = users.get()
+    assert demo.is_staff and demo.is_superuser and demo.is_active
+    assert demo.check_password("demo-password")
+    assert "Created" in first and "Found" in second
+    assert "password=demo-password" in second
+
+
+def test_ensure_demo_user_takes_the_password_from_demo_password(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    run("ensure_demo_user")
+    monkeypatch.setenv("DEMO_PASSWORD", "another-secret-1")
+
+    out = run("ensure_demo_user")
+
+    assert get_user_model().objects.get(username="demo").check_password("another-secret-1")
+    assert "password=another-secret-1" in out
+
+
+# ------------------------------------------------------------------ get_token
+
+
+def test_get_token_prints_only_an_access_token_that_verifies() -> None:
+    run("ensure_demo_user")
+    demo = get_user_model().objects.get(username="demo")
+
+    out = run("get_token", "demo")
+
+    token = out.strip()
+    assert out == token + "\n"
+    claims = AccessToken(token)  # raises TokenError unless valid and of type access
+    assert str(claims["user_id"]) == str(demo.pk)
+
+
+def test_get_token_for_an_unknown_user_is_a_command_error() -> None:
+    with pytest.raises(CommandError, match="nobody"):
+        run("get_token", "nobody")
+
+
+# ----------------------------------------------------------- create_test_task
+
+
+def test_create_test_task_creates_a_pending_task_with_the_given_id() -> None:
+    out = run("create_test_task", "--id", "task_example_001", "--seconds", "2")
+
+    assert out.strip() == "task_example_001"
+    task = Task.objects.select_related("owner", "audio_file").get(pk="task_example_001")
+    assert task.state == Task.State.PENDING
+    assert task.kind == "analyze"
+    assert task.owner.username == "demo"
+    assert task.audio_file.format == "wav"
+    assert task.audio_file.duration == pytest.approx(2.0, abs=0.01)
+
+
+def test_create_test_task_creates_a_missing_user() -> None:
+    run("create_test_task", "--id", "task_for_carol", "--user", "carol", "--seconds", "2",
+        "--format", "flac")
+
+    task = Task.objects.get(pk="task_for_carol")
+    assert task.owner.username == "carol"
+    assert task.audio_file.format == "flac"
+
+
+def test_create_test_task_refuses_an_existing_id_and_stores_nothing() -> None:
+    run("create_test_task", "--id", "task_dup", "--seconds", "2")
+
+    with pytest.raises(CommandError, match="already exists"):
+        run("create_test_task", "--id", "task_dup", "--seconds", "2")
+    assert AudioFile.objects.count() == 1
+
+
+@pytest.mark.parametrize("bad_id", ["example_001", "task_", "task_with space",
+                                    "task_" + "x" * 36, "Task_upper"])
+def test_create_test_task_refuses_an_id_that_is_not_a_task_id(bad_id: str) -> None:
+    with pytest.raises(CommandError, match="must start with `task_`"):
+        run("create_test_task", "--id", bad_id, "--seconds", "2")
+    assert not Task.objects.exists()
+
+
+def test_create_test_task_with_an_unknown_kind_keeps_no_audio(
+        media_files: Callable[[], list], django_capture_on_commit_callbacks: Any) -> None:
+    with pytest.raises(CommandError, match="Unknown task kind"), \
+            django_capture_on_commit_callbacks(execute=True):
+        run("create_test_task", "--kind", "no-such-kind", "--seconds", "2")
+    assert not AudioFile.objects.exists()
+    assert media_files() == []
+
+
+# ---------------------------------------------------------------- recovery
+
+
+def _processing(task: Task, heartbeat_age: float | None) -> None:
+    """Fixture setup: make a task look like a worker is (or was) processing it."""
+    now = timezone.now()
+    Task.objects.filter(pk=task.pk).update(
+        state=Task.State.PROCESSING, started_at=now - timedelta(hours=1),
+        heartbeat_at=None if heartbeat_age is None else now - timedelta(seconds=heartbeat_age),
+        updated_at=now - timedelta(seconds=heartbeat_age or 3600))
+
+
+def test_recover_stale_tasks_fails_abandoned_processing_tasks_only(
+        user: Any, make_task: Callable[..., Task]) -> None:
+    stale, silent, fresh, pending = (make_task(user) for _ in range(4))
+    _processing(stale, heartbeat_age=120)
+    _processing(silent, heartbeat_age=None)
+    _processing(fresh, heartbeat_age=5)
+
+    out = run("recover_stale_tasks", "--older-than", "60")
+
+    assert "Failed 2" in out
+    for task in (stale, silent):
+        task.refresh_from_db()
+        assert task.state == Task.State.FAILED
+        assert "stopped without finishing" in task.error
+        assert task.finished_at is not None
+    fresh.refresh_from_db()
+    pending.refresh_from_db()
+    assert (fresh.state, fresh.error) == (Task.State.PROCESSING, None)
+    assert pending.state == Task.State.PENDING
+    assert task_fail_stale(older_than_seconds=60) == 0
+
+
+def test_orphaned_tasks_of_stopped_workers_are_failed(
+        settings: Any, user: Any, make_task: Callable[..., Task],
+        django_capture_on_commit_callbacks: Any) -> None:
+    from django_tasks_db.models import DBTaskResult
+
+    settings.TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+    with django_capture_on_commit_callbacks(execute=True):
+        mine, theirs = make_task(user), make_task(user)
+    for task, worker in ((mine, "serve-host-1-0"), (theirs, "elsewhere-0")):
+        task.refresh_from_db()
+        DBTaskResult.objects.get(pk=task.job_id).claim(worker)
+        assert services.task_start(task_id=task.pk) is not None
+
+    assert task_fail_orphaned(worker_ids=["serve-host-1-0"]) == 1
+
+    mine.refresh_from_db()
+    theirs.refresh_from_db()
+    assert mine.state == Task.State.FAILED and "worker" in mine.error
+    assert theirs.state == Task.State.PROCESSING
+
+
+# ------------------------------------------------------------- watch client
+
+
+def _sse(event: str, payload: dict, event_id: str | None = None) -> str:
+    head = f"id: {event_id}\n" if event_id else ""
+    return f"{head}event: {event}\ndata: {json.dumps(payload)}\n\n"
+
+
+def _progress(state: str, progress: float) -> dict:
+    return {"task_id": "task_x", "state": state, "progress": progress,
+            "estimated_time": None, "stage": "analyze", "error": None,
+            "updated_at": "2026-11-28T12:00:00.000000Z"}
+
+
+def test_watch_reconnects_with_last_event_id_after_a_drop() -> None:
+    seen_headers: list[str | None] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen_headers.append(request.headers.get("last-event-id"))
+        if len(seen_headers) == 1:  # the connection drops before `complete`
+            body = ("retry: 3000\n\n" + _sse("progress", _progress("pending", 0), "task-task_x:1")
+                    + _sse("progress", _progress("processing", 40), "task-task_x:2"))
+        else:
+            body = (_sse("progress", _progress("processing", 40))
+                    + _sse("progress", _progress("processing", 90), "task-task_x:3")
+                    + _sse("complete", _progress("completed", 100), "task-task_x:4"))
+        return httpx.Response(200, text=body, headers={"content-type": "text/event-stream"})
+
+    events: list[tuple[str, float]] = []
+    final = watch("http://server", "task_x", "tok",
+                  lambda event, payload, _id: events.append((event, payload["progress"])),
+                  transport=httpx.MockTransport(handler), retry_delay=0)
+
+    assert final["state"] == "completed"
+    assert seen_headers == [None, "task-task_x:2"]
+    assert events[-1] == ("complete", 100)
+    assert ("progress", 90) in events
+
+
+def test_watch_reports_the_servers_json_error() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert request.headers["authorization"] == "Bearer tok"
+        return httpx.Response(404, json={"error": {"code": "not_found", "field": "task_id",
+                                                   "message": "Task task_x not found."}})
+
+    with pytest.raises(StreamError, match="Task task_x not found") as info:
+        watch("http://server", "task_x", "tok", transport=httpx.MockTransport(handler))
+    assert info.value.status == 404
+
+
+def test_watch_answers_204_with_the_polled_progress() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/progress/"):
+            return httpx.Response(200, json=_progress("completed", 100))
+        return httpx.Response(204)
+
+    final = watch("http://server", "task_x", "tok", transport=httpx.MockTransport(handler),
+                  last_event_id="task-task_x:4")
+
+    assert final["state"] == "completed"
+
+
+@pytest.mark.parametrize(("seconds", "text"), [
+    (None, "?"), (0.4, "0s"), (42, "42s"), (65, "1m05s"), (3599.6, "1h00m"), (7385, "2h03m"),
+])
+def test_format_eta(seconds: float | None, text: str) -> None:
+    assert format_eta(seconds) == text

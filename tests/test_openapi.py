@@ -1,0 +1,91 @@
+"""OpenAPI document and docs: valid schema, SSE endpoints under tag SSE, Swagger UI served."""
+
+from __future__ import annotations
+
+import pytest
+from openapi_spec_validator import validate
+
+from tasks_app.audio.registry import processors
+
+pytestmark = pytest.mark.django_db
+
+SSE_PATHS = ["/api/v1/sse/tasks/{task_id}/progress", "/api/v1/sse/tasks/progress"]
+
+
+@pytest.fixture
+def schema(api_client) -> dict:
+    """The OpenAPI document as served, parsed from JSON."""
+    response = api_client.get("/api/schema/", {"format": "json"})
+    assert response.status_code == 200
+    return response.json()
+
+
+def test_schema_is_a_valid_openapi_document(schema):
+    validate(schema)
+    assert schema["openapi"].startswith("3.")
+
+
+def test_schema_lists_every_rest_endpoint(schema):
+    expected = {
+        "/api/v1/auth/token/", "/api/v1/auth/token/refresh/", "/api/v1/auth/token/verify/",
+        "/api/v1/auth/stream-cookie/", "/api/v1/auth/stream-ticket/",
+        "/api/v1/audio/", "/api/v1/audio/{id}/",
+        "/api/v1/tasks/", "/api/v1/tasks/{task_id}/", "/api/v1/tasks/{task_id}/cancel/",
+        "/api/v1/tasks/{task_id}/retry/", "/api/v1/tasks/{task_id}/progress/",
+    }
+    assert expected <= set(schema["paths"])
+
+
+@pytest.mark.parametrize("path", SSE_PATHS)
+def test_sse_endpoints_are_documented_under_tag_sse(schema, path):
+    operation = schema["paths"][path]["get"]
+    assert operation["tags"] == ["SSE"]
+    ok = operation["responses"]["200"]
+    assert ok["content"]["text/event-stream"]["schema"] == {
+        "$ref": "#/components/schemas/TaskProgress"}
+    for event in ("progress", "complete", "keep-alive"):
+        assert event in ok["description"]
+    assert {"204", "401", "404", "429"} <= set(operation["responses"])
+    for status in ("401", "404", "429"):
+        body = operation["responses"][status]["content"]["application/json"]["schema"]
+        assert body == {"$ref": "#/components/schemas/Error"}
+    params = {(p["in"], p["name"]) for p in operation["parameters"]}
+    assert {("query", "lastEventId"), ("query", "ticket"), ("header", "Last-Event-ID")} <= params
+    assert {"bearerAuth": []} in operation["security"]
+    assert "bearerAuth" in schema["components"]["securitySchemes"]
+
+
+def test_task_progress_component_matches_the_serializer(schema):
+    properties = schema["components"]["schemas"]["TaskProgress"]["properties"]
+    assert {"task_id", "state", "progress", "estimated_time", "updated_at", "stage",
+            "error"} <= set(properties)
+
+
+def test_polling_endpoint_shares_the_task_progress_schema(schema):
+    ok = schema["paths"]["/api/v1/tasks/{task_id}/progress/"]["get"]["responses"]["200"]
+    assert ok["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/TaskProgress"}
+
+
+def test_task_options_are_documented_per_kind(schema):
+    create = schema["components"]["schemas"]["TaskCreateRequest"]["properties"]
+    description = create["options"]["description"]
+    for processor in processors():
+        assert f"**{processor.kind}**" in description
+        for name in processor.options:
+            assert f"`{name}`" in description
+    assert create["kind"]["default"] == "analyze"
+
+
+@pytest.mark.parametrize("url", ["/docs", "/docs/"])
+def test_docs_serve_swagger_ui(api_client, url):
+    response = api_client.get(url)
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/html")
+    assert b"swagger" in response.content.lower()
+
+
+def test_root_redirects_to_docs(api_client):
+    response = api_client.get("/")
+    assert response.status_code == 302
+    assert response["Location"] == "/docs"

@@ -171,6 +171,7 @@ if REDIS_URL:
     from redis.connection import parse_url
 
     EVENTSTREAM_REDIS = parse_url(REDIS_URL)
+SSE_REDIS_CHANNEL = env("SSE_REDIS_CHANNEL", "events_channel")
 SSE_MAX_STREAMS_PER_USER = env_int("SSE_MAX_STREAMS_PER_USER", 20)
 SSE_KEEPALIVE_SECONDS = float(env("SSE_KEEPALIVE_SECONDS", "15"))
 SSE_POLL_SECONDS = float(env("SSE_POLL_SECONDS", "0.2"))

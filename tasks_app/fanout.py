@@ -127,7 +127,7 @@ class Hub:
             try:
                 client = Redis(**settings.EVENTSTREAM_REDIS)
                 pubsub = client.pubsub()
-                await pubsub.subscribe("events_channel")
+                await pubsub.subscribe(settings.SSE_REDIS_CHANNEL)
                 async for message in pubsub.listen():
                     if message.get("type") != "message":
                         continue

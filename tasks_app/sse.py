@@ -101,7 +101,7 @@ def notify(events: list[Event]) -> None:
                 message = {"channel": event.channel, "event_type": event.type,
                            "data": json.dumps(event.data, cls=DjangoJSONEncoder),
                            "pub_id": str(event.id)}
-                redis_client.publish("events_channel", json.dumps(message))
+                redis_client.publish(settings.SSE_REDIS_CHANNEL, json.dumps(message))
         except Exception:  # noqa: BLE001 - hubs still find the events by polling storage
             logger.warning("Redis publish failed; streams fall back to polling", exc_info=True)
         return

@@ -49,6 +49,7 @@ class LiveService:
     data_dir: Path
     daphne: subprocess.Popen
     workers: list[subprocess.Popen] = field(default_factory=list)
+    extra: list[subprocess.Popen] = field(default_factory=list)
 
     def manage(self, *args: str) -> str:
         """Run a manage.py command against the service's database."""
@@ -124,13 +125,8 @@ def start_service(tmp: Path, *, workers: int = 1, extra_env: dict | None = None)
     )
     subprocess.run([sys.executable, "manage.py", "shell", "-c", script], cwd=ROOT, env=env,
                    check=True, capture_output=True, timeout=120)
-    port = free_port()
-    log = open(tmp / "daphne.log", "wb")
-    daphne = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-         "project.asgi:application"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    service = LiveService(f"http://127.0.0.1:{port}", env, tmp, daphne)
+    daphne, base_url = spawn_daphne(tmp, env, "daphne")
+    service = LiveService(base_url, env, tmp, daphne)
     for index in range(workers):
         wlog = open(tmp / f"worker{index}.log", "wb")
         service.workers.append(subprocess.Popen(
@@ -138,23 +134,37 @@ def start_service(tmp: Path, *, workers: int = 1, extra_env: dict | None = None)
              "0.1", "--no-startup-delay"],
             cwd=ROOT, env=env, stdout=wlog, stderr=subprocess.STDOUT, start_new_session=True))
 
+    return service
+
+
+def spawn_daphne(tmp: Path, env: dict, name: str) -> tuple[subprocess.Popen, str]:
+    """Start one Daphne process on a free port and wait until it answers."""
+    port = free_port()
+    log = open(tmp / f"{name}.log", "wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
+         "project.asgi:application"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    base_url = f"http://127.0.0.1:{port}"
+
     def ready() -> bool:
-        assert daphne.poll() is None, (tmp / "daphne.log").read_text()
+        assert proc.poll() is None, (tmp / f"{name}.log").read_text()
         try:
-            return httpx.get(f"{service.base_url}/api/schema/", timeout=2).status_code == 200
+            return httpx.get(f"{base_url}/api/schema/", timeout=2).status_code == 200
         except httpx.HTTPError:
             return False
 
-    wait_until(ready, 60, "daphne to answer")
-    return service
+    wait_until(ready, 60, f"{name} to answer")
+    return proc, base_url
 
 
 def stop_service(service: LiveService) -> None:
     """Stop the worker(s) and Daphne."""
-    for proc in [*service.workers, service.daphne]:
+    procs = [*service.workers, *service.extra, service.daphne]
+    for proc in procs:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
-    for proc in [*service.workers, service.daphne]:
+    for proc in procs:
         try:
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:

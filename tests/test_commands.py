@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import signal
+import subprocess
+import sys
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,6 +25,8 @@ from tasks_app import services
 from tasks_app.client import StreamError, format_eta, watch
 from tasks_app.models import AudioFile, Task
 from tasks_app.recovery import task_fail_orphaned, task_fail_stale
+
+from .live_server import ROOT, free_port, wait_until
 
 pytestmark = pytest.mark.django_db
 
@@ -249,3 +256,82 @@ def test_watch_answers_204_with_the_polled_progress() -> None:
 ])
 def test_format_eta(seconds: float | None, text: str) -> None:
     assert format_eta(seconds) == text
+
+
+# ------------------------------------------------------------------- serve
+
+
+def _start_serve(tmp_path: Any) -> tuple[subprocess.Popen, str, dict]:
+    """Run `manage.py serve` on a free port against a fresh data folder; wait for /docs."""
+    env = {key: value for key, value in os.environ.items()
+           if key not in {"DATABASE_URL", "EVENTSTREAM_REDIS", "MEDIA_ROOT", "DEMO_PASSWORD"}}
+    env.update({"DATA_DIR": str(tmp_path), "PYTHONUNBUFFERED": "1"})
+    port = free_port()
+    log = open(tmp_path / "serve.log", "wb")
+    proc = subprocess.Popen([sys.executable, "manage.py", "serve", "--port", str(port)],
+                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+
+    def docs_ok() -> bool:
+        assert proc.poll() is None, (tmp_path / "serve.log").read_text()
+        try:
+            return httpx.get(f"{base}/docs", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_until(docs_ok, 90, "serve to answer /docs")
+    return proc, base, env
+
+
+def _worker_pids(serve_pid: int) -> list[int]:
+    """Pids of the db_worker children started by one `serve` process."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            continue
+        if b"db_worker" in cmdline and any(part.endswith(f"-{serve_pid}-0".encode())
+                                           for part in cmdline):
+            pids.append(int(entry.name))
+    return pids
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_serve_runs_daphne_and_a_worker_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    proc, base, env = _start_serve(tmp_path)
+    try:
+        manage = [sys.executable, "manage.py"]
+        task_id = subprocess.run([*manage, "create_test_task", "--seconds", "2"], cwd=ROOT,
+                                 env=env, capture_output=True, text=True, check=True,
+                                 timeout=120).stdout.strip()
+        token = subprocess.run([*manage, "get_token", "demo"], cwd=ROOT, env=env,
+                               capture_output=True, text=True, check=True,
+                               timeout=60).stdout.strip()
+
+        final = watch(base, task_id, token, timeout=30)
+
+        assert final["state"] == "completed"
+        banner = (tmp_path / "serve.log").read_text()
+        assert "username=demo password=demo-password" in banner
+        assert f"{base}/admin/" in banner
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=60)
+    assert code == 0, (tmp_path / "serve.log").read_text()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_serve_exits_non_zero_and_stops_daphne_when_the_worker_dies(tmp_path: Path) -> None:
+    proc, base, _env = _start_serve(tmp_path)
+    try:
+        workers = wait_until(lambda: _worker_pids(proc.pid), 30, "the worker to start")
+        os.kill(workers[0], signal.SIGKILL)
+        code = proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert code != 0
+    assert "worker 0 exited" in (tmp_path / "serve.log").read_text()
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"{base}/docs", timeout=2)

@@ -38,8 +38,12 @@ def _layout(channels: int) -> str:
 
 
 def _to_int16_interleaved(block: np.ndarray) -> bytes:
-    scaled = np.clip(block, -1.0, 32767 / 32768) * 32768.0
-    return np.rint(scaled).astype("<i2").T.tobytes()
+    out = np.empty((block.shape[1], block.shape[0]), dtype="<i2")
+    for ch in range(block.shape[0]):
+        scaled = block[ch] * np.float32(32768.0)
+        np.clip(scaled, -32768.0, 32767.0, out=scaled)
+        out[:, ch] = np.rint(scaled, out=scaled)
+    return out.tobytes()
 
 
 class AudioWriter:

@@ -1,5 +1,7 @@
 """Synthesize and write test audio (tones, arbitrary sample arrays) in any supported format."""
 
+import math
+
 import numpy as np
 
 from tasks_app.audio.encode import AudioWriter
@@ -48,8 +50,16 @@ def write_tone(
 ) -> None:
     """Write a sine tone of `seconds` to `path`, generated in chunks so long files stay cheap."""
     total = int(round(seconds * sample_rate))
-    step = int(CHUNK_SECONDS * sample_rate)
+    step = min(total, int(CHUNK_SECONDS * sample_rate))
+    omega = 2 * np.pi * freq / sample_rate
+    amplitude = 10 ** (amplitude_db / 20)
+    # sin(phase + w*t) = sin(w*t)*cos(phase) + cos(w*t)*sin(phase): one table serves every chunk.
+    base = np.arange(step) * omega
+    sin_table = (amplitude * np.sin(base)).astype(np.float32)
+    cos_table = (amplitude * np.cos(base)).astype(np.float32)
     with AudioWriter(path, fmt, sample_rate, channels, bit_rate_kbps) as writer:
         for start in range(0, total, step):
             n = min(step, total - start)
-            writer.write(tone(n / sample_rate, sample_rate, channels, freq, amplitude_db, start_sample=start))
+            phase = math.fmod(omega * start, 2 * np.pi)
+            wave = sin_table[:n] * np.float32(math.cos(phase)) + cos_table[:n] * np.float32(math.sin(phase))
+            writer.write(np.broadcast_to(wave, (channels, n)))

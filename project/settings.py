@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework_simplejwt",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_eventstream",
     "django_tasks",
     "django_tasks_db",
@@ -147,6 +148,10 @@ SIMPLE_JWT = {
 }
 
 SPECTACULAR_SETTINGS = {
+    # Swagger UI's files ship in a package, so /docs works with no internet access.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "TITLE": "Audio tasks API",
     "DESCRIPTION": "Upload audio, run processing tasks and watch their progress live over SSE.",
     "VERSION": "1.0.0",

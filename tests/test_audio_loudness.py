@@ -5,9 +5,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.signal
 
 from tasks_app.audio.generate import tone, write_audio
-from tasks_app.audio.loudness import LoudnessMeter, TruePeakMeter, k_weighting_sos
+from tasks_app.audio.loudness import (
+    TAPS_PER_PHASE,
+    Interpolator,
+    LoudnessMeter,
+    TruePeakMeter,
+    k_weighting_sos,
+    oversampling_phases,
+)
 from tasks_app.audio.registry import get_processor
 
 RATE = 48000
@@ -120,3 +128,15 @@ def test_analyze_reports_tech_3341_case_1_from_a_wav_file(tmp_path: Path) -> Non
     assert result["loudness"]["integrated_lufs"] == pytest.approx(-23.0, abs=0.1)
     assert result["loudness"]["true_peak_dbtp"] == pytest.approx(-23.0, abs=0.2)
     assert result["loudness"]["sample_peak_dbfs"] == pytest.approx(-23.0, abs=0.05)
+
+
+@pytest.mark.parametrize("rate", [44100, 96000])
+def test_interpolator_matches_a_reference_polyphase_upsampler(rate: int) -> None:
+    phases = oversampling_phases(rate)
+    factor = phases.shape[0]
+    prototype = phases.T.reshape(-1)  # prototype[factor * k + p] == phases[p, k]
+    samples = np.random.default_rng(0).standard_normal(1000).astype(np.float32)
+    reference = scipy.signal.upfirdn(prototype, samples.astype(np.float64), up=factor)[: 1000 * factor]
+    extended = np.concatenate([np.zeros(TAPS_PER_PHASE, dtype=np.float32), samples])
+    values = Interpolator(rate).outputs(extended, 37, 1000)
+    np.testing.assert_allclose(values.reshape(-1), reference[37 * factor :], atol=1e-5)

@@ -83,6 +83,15 @@ def test_docs_serve_swagger_ui(api_client, url):
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/html")
     assert b"swagger" in response.content.lower()
+    # Swagger UI's assets come from this server, not a CDN: the service runs offline.
+    assert b"cdn.jsdelivr" not in response.content
+    assert b"/static/drf_spectacular_sidecar/" in response.content
+
+
+def test_docs_assets_are_served_by_the_app(api_client):
+    from django.contrib.staticfiles import finders
+
+    assert finders.find("drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js")
 
 
 def test_root_redirects_to_docs(api_client):

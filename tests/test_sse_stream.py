@@ -176,3 +176,13 @@ def test_finished_task_stream_sends_snapshot_and_complete_then_closes(live, tmp_
         _, events = read_events(client, stream_url(task["id"]))
     assert [e.event for e in events] == ["progress", "complete"]
     assert payloads(events)[0]["state"] == "completed"
+
+
+def test_docs_admin_and_their_static_files_are_served_by_daphne(live):  # noqa: F811
+    with live.client() as client:
+        docs = client.get("/docs")
+        assert docs.status_code == 200
+        bundle = client.get("/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js")
+        assert bundle.status_code == 200 and len(bundle.content) > 100_000
+        assert client.get("/admin/login/").status_code == 200
+        assert client.get("/static/admin/css/base.css").status_code == 200

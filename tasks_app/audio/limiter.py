@@ -5,14 +5,14 @@ import math
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from tasks_app.audio.loudness import TAPS_PER_PHASE, oversampling_phases
+from tasks_app.audio.loudness import TAPS_PER_PHASE, Interpolator
 
 # The gain envelope is computed once per frame of this many samples and interpolated in between:
 # 0.7 ms at 44.1 kHz is far finer than any attack or release, and 32x cheaper than per sample.
 FRAME = 32
 # Stretches of this many samples that provably stay under the ceiling skip the oversampled check.
 SEGMENT = 1024
-HISTORY = TAPS_PER_PHASE - 1
+HISTORY = TAPS_PER_PHASE
 # Frames before a peak whose samples feed its interpolation window (11 taps back fit in two frames).
 BACK_FRAMES = 2
 RELEASED_LOG_DEPTH = math.log(0.001)
@@ -40,8 +40,8 @@ class TruePeakLimiter:
     ) -> None:
         self.channels = channels
         self.ceiling = 10 ** (ceiling_db / 20)
-        self.matrix = oversampling_phases(sample_rate)
-        self.bound = float(np.abs(self.matrix).sum(axis=0).max())
+        self.interpolator = Interpolator(sample_rate)
+        self.bound = self.interpolator.bound
         self.ahead = max(1, math.ceil(lookahead * sample_rate / FRAME))
         # Per-frame log of the factor by which the dB reduction shrinks while releasing.
         self.release_log = -FRAME / (release * sample_rate)
@@ -103,14 +103,9 @@ class TruePeakLimiter:
             padded = np.zeros(count * SEGMENT + HISTORY, dtype=np.float32)
             padded[: extended.shape[1]] = spans[ch]
             limits = sliding_window_view(padded, SEGMENT + HISTORY)[::SEGMENT][:count].max(axis=1) * self.bound
-            hot = np.flatnonzero(limits > self.ceiling)
-            if hot.size == 0:
-                continue
-            windows = sliding_window_view(extended[ch], TAPS_PER_PHASE)
-            for seg in hot.tolist():
+            for seg in np.flatnonzero(limits > self.ceiling).tolist():
                 start, stop = seg * SEGMENT, min((seg + 1) * SEGMENT, data.shape[1])
-                out = np.ascontiguousarray(windows[start:stop]) @ self.matrix
-                window_peak = np.abs(out).max(axis=1)
+                window_peak = np.abs(self.interpolator.outputs(extended[ch], start, stop)).max(axis=1)
                 np.maximum(
                     peak[start // FRAME : stop // FRAME],
                     window_peak.reshape(-1, FRAME).max(axis=1),

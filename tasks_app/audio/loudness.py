@@ -72,18 +72,56 @@ def channel_weights(channels: int) -> np.ndarray:
 
 
 def oversampling_phases(sample_rate: int) -> np.ndarray:
-    """Return the interpolator as a (taps, phases) matrix for `window @ matrix`, sized so the rate reaches ~192 kHz."""
+    """Interpolator phases (phases, taps) that bring the rate to about 192 kHz (BS.1770-4 Annex 2)."""
     if sample_rate < 96000:
-        phases = BS1770_TRUE_PEAK_PHASES
-    elif sample_rate < 192000:
+        return BS1770_TRUE_PEAK_PHASES
+    if sample_rate < 192000:
         # BS.1770 only specifies the 4x filter; 2x uses a comparable 24-tap windowed sinc.
         proto = scipy.signal.firwin(2 * TAPS_PER_PHASE, 0.45, window=("kaiser", 5.0)) * 2
-        phases = proto.reshape(TAPS_PER_PHASE, 2).T
-    else:
-        phases = np.zeros((1, TAPS_PER_PHASE))
-        phases[0, TAPS_PER_PHASE // 2] = 1.0
-    # Reverse each phase so that a forward sliding window of samples dotted with it is a convolution.
-    return np.ascontiguousarray(phases[:, ::-1].T, dtype=np.float32)
+        return proto.reshape(TAPS_PER_PHASE, 2).T
+    identity = np.zeros((1, TAPS_PER_PHASE))
+    identity[0, TAPS_PER_PHASE // 2] = 1.0
+    return identity
+
+
+class Interpolator:
+    """Polyphase FIR oversampler computed as two dense matrix products per run of samples.
+
+    Samples are viewed, without copying, as rows of TAPS_PER_PHASE; every output of a row depends
+    only on that row and the one before it, so `rows @ current + previous_rows @ previous` gives all
+    phases of all positions at BLAS speed (about twice as fast as gathering 12-sample windows).
+    """
+
+    def __init__(self, sample_rate: int) -> None:
+        phases = oversampling_phases(sample_rate)
+        self.phases = phases.shape[0]
+        self.bound = float(np.abs(phases).sum(axis=1).max())
+        width = TAPS_PER_PHASE
+        self._current = np.zeros((width, width * self.phases), dtype=np.float32)
+        self._previous = np.zeros((width, width * self.phases), dtype=np.float32)
+        # Output (position j, phase p) = sum over taps k of phases[p, k] * sample[j - k].
+        for j in range(width):
+            for p in range(self.phases):
+                for k in range(width):
+                    if j - k >= 0:
+                        self._current[j - k, j * self.phases + p] = phases[p, k]
+                    else:
+                        self._previous[width + j - k, j * self.phases + p] = phases[p, k]
+
+    def outputs(self, extended: np.ndarray, start: int, stop: int) -> np.ndarray:
+        """Interpolated values (positions, phases) for block positions [start, stop).
+
+        `extended` is one channel: the TAPS_PER_PHASE samples before the block, then the block.
+        """
+        width = TAPS_PER_PHASE
+        count = stop - start
+        rows = -(-count // width)
+        previous = extended[start : start + rows * width]
+        current = extended[start + width : start + width + rows * width]
+        if current.shape[0] < rows * width:
+            current = np.concatenate([current, np.zeros(rows * width - current.shape[0], dtype=np.float32)])
+        values = current.reshape(rows, width) @ self._current + previous.reshape(rows, width) @ self._previous
+        return values.reshape(rows * width, self.phases)[:count]
 
 
 class FrameEnergies:
@@ -126,10 +164,9 @@ class TruePeakMeter:
     """Track per-channel true peak (oversampled) and sample peak over a stream of blocks."""
 
     def __init__(self, sample_rate: int, channels: int) -> None:
-        self.matrix = oversampling_phases(sample_rate)
-        self.bound = float(np.abs(self.matrix).sum(axis=0).max())
+        self.interpolator = Interpolator(sample_rate)
         self.channels = channels
-        self.history = np.zeros((channels, TAPS_PER_PHASE - 1), dtype=np.float32)
+        self.history = np.zeros((channels, TAPS_PER_PHASE), dtype=np.float32)
         self.sample_peak = np.zeros(channels)
         self.true_peak = np.zeros(channels)
 
@@ -143,30 +180,32 @@ class TruePeakMeter:
         np.maximum(self.sample_peak, block_peak, out=self.sample_peak)
         # The reported true peak never falls below the sample peak (as libebur128 and ffmpeg do).
         np.maximum(self.true_peak, block_peak, out=self.true_peak)
-        extended = np.concatenate([self.history, block], axis=1)
+        extended = np.concatenate([self.history, np.asarray(block, dtype=np.float32)], axis=1)
         for ch in range(self.channels):
             self._channel(extended[ch], ch)
-        self.history = extended[:, -(TAPS_PER_PHASE - 1) :].copy()
+        self.history = extended[:, -TAPS_PER_PHASE:].copy()
 
     def _channel(self, extended: np.ndarray, ch: int) -> None:
-        n = extended.shape[0] - (TAPS_PER_PHASE - 1)
+        n = extended.shape[0] - TAPS_PER_PHASE
         seg = TRUE_PEAK_SEGMENT
         count = -(-n // seg)
-        padded = np.zeros(count * seg + TAPS_PER_PHASE - 1, dtype=np.float32)
+        padded = np.zeros(count * seg + TAPS_PER_PHASE, dtype=np.float32)
         np.abs(extended, out=padded[: extended.shape[0]])
-        # |interpolated| <= bound * max|inputs in the window|, so quiet segments cannot beat the peak.
-        spans = sliding_window_view(padded, seg + TAPS_PER_PHASE - 1)[::seg][:count]
-        limits = spans.max(axis=1) * self.bound
+        # |interpolated| <= bound * max|inputs in its window|, so a segment whose inputs are all
+        # quiet cannot beat the running peak and is skipped.
+        spans = sliding_window_view(padded, seg + TAPS_PER_PHASE)[::seg][:count]
+        limits = spans.max(axis=1) * self.interpolator.bound
         hot = np.flatnonzero(limits > self.true_peak[ch])
         if hot.size == 0:
             return
-        windows = sliding_window_view(extended, TAPS_PER_PHASE)
-        peak = self.true_peak[ch]
-        for s in hot.tolist():
-            # A contiguous copy lets the product run in BLAS; numpy's fallback for the overlapping
-            # window view is several times slower and erratic.
-            out = np.ascontiguousarray(windows[s * seg : min((s + 1) * seg, n)]) @ self.matrix
-            peak = max(peak, float(out.max()), float(-out.min()))
+        # Adjacent hot segments are computed in one product.
+        breaks = np.flatnonzero(np.diff(hot) != 1)
+        firsts = hot[np.r_[0, breaks + 1]].tolist()
+        lasts = hot[np.r_[breaks, hot.size - 1]].tolist()
+        peak = float(self.true_peak[ch])
+        for first, last in zip(firsts, lasts):
+            values = self.interpolator.outputs(extended, first * seg, min((last + 1) * seg, n))
+            peak = max(peak, float(values.max()), float(-values.min()))
         self.true_peak[ch] = peak
 
 

@@ -2,6 +2,7 @@
 
 import json
 import math
+import time
 from pathlib import Path
 
 import numpy as np
@@ -152,11 +153,10 @@ def long_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_progress_is_reported_often_on_a_long_file(long_file: Path, tmp_path: Path) -> None:
-    import time
-
     stamps: list[tuple[float, float]] = []
+    options = validate_options("analyze", {})
     get_processor("analyze").run(
-        str(long_file), validate_options("analyze", {}), lambda f, s: stamps.append((time.monotonic(), f)), str(tmp_path)
+        str(long_file), options, lambda f, s: stamps.append((time.monotonic(), f)), str(tmp_path)
     )
     gaps = [b[0] - a[0] for a, b in zip(stamps, stamps[1:])]
     assert len(stamps) >= 3

@@ -1,5 +1,6 @@
 """The normalize processor and its true-peak limiter: loudness on target, peaks under the ceiling."""
 
+import json
 import math
 from pathlib import Path
 
@@ -94,6 +95,7 @@ def test_input_measurements_and_gain_are_reported(inputs: dict[str, Path], tmp_p
     assert result["output"]["integrated_lufs"] == pytest.approx(-20.0, abs=0.2)
     assert result["limiter"]["max_reduction_db"] == 0.0
     assert {s for _, s in calls} >= {"measure", "normalize", "verify"}
+    assert json.loads(json.dumps(result, allow_nan=False)) == result
 
 
 def test_peaky_input_is_limited_not_turned_down(inputs: dict[str, Path], tmp_path: Path) -> None:

@@ -132,3 +132,10 @@ def test_damaged_packets_mid_file_are_skipped_not_fatal(tones: dict[str, Path], 
     assert decoder.decode_errors > 0
     # Lost packets come back as silence, so the timeline keeps its length (to within a few frames).
     assert abs(total / decoder.sample_rate - SECONDS) <= 0.1
+
+
+@pytest.mark.parametrize("fmt", list(FORMATS))
+def test_files_shorter_than_the_head_check_are_accepted(tmp_path: Path, fmt: str) -> None:
+    path = tmp_path / f"blip.{fmt}"
+    write_tone(str(path), 0.2, fmt=fmt)
+    assert abs(probe(str(path)).duration - 0.2) <= 0.05

@@ -114,6 +114,7 @@ def _prefetch(source: Iterator[np.ndarray], depth: int) -> Iterator[np.ndarray]:
     stop = threading.Event()
 
     def produce() -> None:
+        """Decode into the queue until the source ends or the consumer stops."""
         try:
             for item in source:
                 while not stop.is_set():

@@ -73,6 +73,9 @@ class AudioWriter:
         if lossy:
             kbps = bit_rate_kbps or DEFAULT_BIT_RATE_KBPS[fmt]
             self._stream.bit_rate = kbps * 1000
+        if codec == "libmp3lame":
+            # LAME takes float input directly; its default (s32p) costs an extra conversion pass.
+            self._stream.codec_context.format = "fltp"
         self._layout = _layout(channels)
 
     def write(self, block: np.ndarray) -> None:

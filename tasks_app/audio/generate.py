@@ -50,7 +50,7 @@ def write_tone(
 ) -> None:
     """Write a sine tone of `seconds` to `path`, generated in chunks so long files stay cheap."""
     total = int(round(seconds * sample_rate))
-    step = min(total, int(CHUNK_SECONDS * sample_rate))
+    step = max(1, min(total, int(CHUNK_SECONDS * sample_rate)))
     omega = 2 * np.pi * freq / sample_rate
     amplitude = 10 ** (amplitude_db / 20)
     # sin(phase + w*t) = sin(w*t)*cos(phase) + cos(w*t)*sin(phase): one table serves every chunk.

@@ -52,7 +52,6 @@ class TruePeakLimiter:
         self._history = np.zeros((channels, HISTORY), dtype=np.float32)
         self._carry = np.zeros((channels, 0), dtype=np.float32)
         self._audio: list[np.ndarray] = []  # frames waiting for their gain, oldest first
-        self._audio_frames = 0
         # Requirements (linear gain) of recent frames, starting BACK_FRAMES before the next envelope frame.
         self._required = np.ones(BACK_FRAMES)
         self._log_depth = -math.inf  # log of the current reduction in dB; -inf means none
@@ -81,9 +80,7 @@ class TruePeakLimiter:
     def _frames(self, data: np.ndarray) -> np.ndarray:
         if data.shape[1] == 0:
             return np.zeros((self.channels, 0), dtype=np.float32)
-        frames = data.shape[1] // FRAME
         self._audio.append(data)
-        self._audio_frames += frames
         self._required = np.concatenate([self._required, self._requirements(data)])
         gains = self._envelope()
         return self._apply(gains)
@@ -93,11 +90,9 @@ class TruePeakLimiter:
         frames = data.shape[1] // FRAME
         extended = np.concatenate([self._history, data], axis=1)
         self._history = extended[:, -HISTORY:].copy()
-        peak = np.zeros(frames)
-        magnitude = np.abs(data)
-        frame_sample_peak = magnitude.max(axis=0).reshape(frames, FRAME).max(axis=1)
-        np.maximum(peak, frame_sample_peak, out=peak)
         spans = np.abs(extended)
+        # Sample peaks count too: the interpolator's phase 0 only approximates the samples.
+        peak = spans[:, HISTORY:].max(axis=0).reshape(frames, FRAME).max(axis=1).astype(np.float64)
         count = -(-data.shape[1] // SEGMENT)
         for ch in range(self.channels):
             padded = np.zeros(count * SEGMENT + HISTORY, dtype=np.float32)
@@ -157,7 +152,6 @@ class TruePeakLimiter:
         frames_out = audio[:, : count * FRAME]
         rest = audio[:, count * FRAME :]
         self._audio = [rest] if rest.shape[1] else []
-        self._audio_frames -= count
         lows = points[:-1]
         if lows.min() < 1.0 or points[1:].min() < 1.0:
             self.min_gain = min(self.min_gain, float(points.min()))

@@ -30,6 +30,8 @@ TAPS_PER_PHASE = BS1770_TRUE_PEAK_PHASES.shape[1]
 # True-peak work is skipped for stretches that provably cannot beat the running peak; a segment is
 # this many samples.
 TRUE_PEAK_SEGMENT = 4096
+# OpenBLAS goes multi-threaded above m*n*k = 262144; rows of 12 taps times 48 outputs stay under it.
+MAX_PRODUCT_ROWS = 400
 
 
 def to_db(value: float, power: bool = False) -> float | None:
@@ -120,7 +122,15 @@ class Interpolator:
         current = extended[start + width : start + width + rows * width]
         if current.shape[0] < rows * width:
             current = np.concatenate([current, np.zeros(rows * width - current.shape[0], dtype=np.float32)])
-        values = current.reshape(rows, width) @ self._current + previous.reshape(rows, width) @ self._previous
+        current = current.reshape(rows, width)
+        previous = previous.reshape(rows, width)
+        values = np.empty((rows, width * self.phases), dtype=np.float32)
+        # Small products stay single-threaded in OpenBLAS; a threaded one competes with our own
+        # worker threads on a small machine and was measured 7x slower.
+        for first in range(0, rows, MAX_PRODUCT_ROWS):
+            last = min(first + MAX_PRODUCT_ROWS, rows)
+            np.matmul(current[first:last], self._current, out=values[first:last])
+            values[first:last] += previous[first:last] @ self._previous
         return values.reshape(rows * width, self.phases)[:count]
 
 

@@ -65,17 +65,20 @@ def _looks_like_mp4(path: str) -> bool:
         return fh.read(12)[4:8] == b"ftyp"
 
 
-def _open(path: str, size: int) -> av.container.InputContainer:
+def _open(path: str) -> av.container.InputContainer:
     try:
         return av.open(path, metadata_errors="ignore")
     except av.FFmpegError as exc:
         if _looks_like_mp4(path):
             # An MP4 cut before its index ("moov") cannot be opened at all.
-            raise AudioError("truncated", "The MP4/M4A file is incomplete (no index); it was probably cut off.") from exc
+            message = "The MP4/M4A file is incomplete (no index); it was probably cut off."
+            raise AudioError("truncated", message) from exc
         raise AudioError("not_audio", "The file is not a recognised audio format.") from exc
 
 
-def _decoded_end(container: av.container.InputContainer, stream: av.audio.stream.AudioStream, start: float) -> float | None:
+def _decoded_end(
+    container: av.container.InputContainer, stream: av.audio.stream.AudioStream, start: float
+) -> float | None:
     """Decode from `start` seconds to the end and return where the last decoded frame ends."""
     if start > 0:
         try:
@@ -95,17 +98,22 @@ def _decoded_end(container: av.container.InputContainer, stream: av.audio.stream
     return end
 
 
-def _decode_head(container: av.container.InputContainer, stream: av.audio.stream.AudioStream) -> int:
-    """Decode the first few frames; return how many samples came out."""
+def _decode_head(container: av.container.InputContainer, stream: av.audio.stream.AudioStream) -> float | None:
+    """Decode the first second or so; return where the decoded audio ends (None if nothing decoded)."""
     samples = 0
+    end = None
     try:
         for frame in container.decode(stream):
             samples += frame.samples
+            if frame.pts is not None and frame.time_base is not None:
+                end = float(frame.pts * frame.time_base) + frame.samples / frame.sample_rate
+            elif frame.samples:
+                end = samples / frame.sample_rate
             if samples >= stream.codec_context.sample_rate:
                 break
     except av.FFmpegError as exc:
         raise AudioError("not_audio", "The file's audio could not be decoded.") from exc
-    return samples
+    return end if samples else None
 
 
 def probe(path: str) -> AudioInfo:
@@ -114,7 +122,7 @@ def probe(path: str) -> AudioInfo:
     if size == 0:
         raise AudioError("empty", "The file is empty.")
     _check_wav_header(path, size)
-    with _open(path, size) as container:
+    with _open(path) as container:
         if not container.streams.audio:
             if any(s.type in ("video", "subtitle") for s in container.streams) and container.format.name != "tty":
                 raise AudioError("unsupported_format", "The file has no audio stream.")
@@ -123,10 +131,13 @@ def probe(path: str) -> AudioInfo:
         ctx = stream.codec_context
         if ctx is None or not ctx.sample_rate or not ctx.channels:
             raise AudioError("unsupported_format", "The file's audio codec is not supported.")
-        if _decode_head(container, stream) == 0:
+        head_end = _decode_head(container, stream)
+        if head_end is None:
             raise AudioError("truncated", "The file contains no decodable audio.")
         declared = _declared_duration(container, stream)
-        end = _decoded_end(container, stream, max(0.0, declared - TAIL_SECONDS))
+        tail_end = _decoded_end(container, stream, max(0.0, declared - TAIL_SECONDS))
+        # A file shorter than the head check was decoded whole already; the tail finds nothing more.
+        end = head_end if tail_end is None else max(head_end, tail_end)
         if end is None or end < declared - TRUNCATION_TOLERANCE:
             raise AudioError("truncated", "The audio stops before its declared end; the file was cut off.")
         # Tail timestamps overshoot by codec delay or padding (MP3, AAC) and the declared length

@@ -27,7 +27,11 @@ OPTIONS = {
         "integer", None, 1, 10_000_000, help="Waveform resolution; by default chosen so it has at most 4000 points."
     ),
     "clip_threshold": Option(
-        "number", 0.999, 0.5, 1.0, help="Absolute sample value (1.0 = full scale) at or above which a sample is clipped."
+        "number",
+        0.999,
+        0.5,
+        1.0,
+        help="Sample magnitude (1.0 = full scale) at or above which a sample counts as clipped.",
     ),
 }
 
@@ -102,6 +106,7 @@ def run(path: str, options: dict[str, object], progress: ProgressFn, output_dir:
             "channels": channels,
             "duration": round(samples / rate, 6),
             "samples": samples,
+            "decode_errors": decoder.decode_errors,
             "size": info.size,
         },
         "loudness": {

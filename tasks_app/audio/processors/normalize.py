@@ -9,9 +9,9 @@ import numpy as np
 
 from tasks_app.audio.decode import Decoder
 from tasks_app.audio.encode import DEFAULT_BIT_RATE_KBPS, EXTENSIONS, AudioWriter, is_lossy
+from tasks_app.audio.errors import OptionsError
 from tasks_app.audio.limiter import FRAME, TruePeakLimiter
 from tasks_app.audio.loudness import LoudnessMeter, TruePeakMeter, to_db
-from tasks_app.audio.errors import OptionsError
 from tasks_app.audio.probe import probe
 from tasks_app.audio.progress import Progress, ProgressFn
 from tasks_app.audio.registry import Option, Processor, register
@@ -38,7 +38,11 @@ OPTIONS = {
     "true_peak_ceiling": Option("number", -1.0, -9.0, 0.0, help="Highest allowed true peak, in dBTP."),
     "output_format": Option("string", "mp3", choices=OUTPUT_FORMATS, help="Codec/container of the output file."),
     "bit_rate": Option(
-        "integer", None, 32, 320, help="Bit rate in kbit/s for lossy formats (default 192 for mp3); ignored for lossless."
+        "integer",
+        None,
+        32,
+        320,
+        help="Lossy bit rate in kbit/s (default: mp3 192, m4a 192, opus 128); lossless ignores it.",
     ),
 }
 
@@ -82,6 +86,7 @@ def _apply(
         pending: Future[None] | None = None
 
         def emit(out: np.ndarray) -> None:
+            """Hand a limited block to the encoder thread."""
             nonlocal pending
             if out.shape[1]:
                 # One block in flight keeps memory bounded and order intact.

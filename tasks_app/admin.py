@@ -7,9 +7,10 @@ from typing import Any
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.urls import reverse
 from django.utils.html import format_html
 
-from . import services
+from . import selectors, services
 from .exceptions import DomainError
 from .models import AudioFile, Task
 
@@ -59,6 +60,16 @@ class TaskAdmin(admin.ModelAdmin):
     list_select_related = ["owner"]
     actions = ["cancel_tasks", "retry_tasks"]
     date_hierarchy = "created_at"
+    fieldsets = [
+        (None, {"fields": ["id", "owner", "audio_file", "kind", "options", "state", "progress",
+                           "stage", "estimated_time", "attempts", "job_id", "error"]}),
+        ("Result", {"fields": ["integrated_lufs", "loudness_range", "true_peak", "duration",
+                               "waveform", "output_file", "result"]}),
+        ("Times", {"fields": ["created_at", "updated_at", "started_at", "finished_at",
+                              "heartbeat_at"]}),
+    ]
+    readonly_fields = ["id", "created_at", "updated_at", "integrated_lufs", "loudness_range",
+                       "true_peak", "duration", "waveform", "output_file"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         """Tasks are created through the API or `manage.py`, which enqueue them."""
@@ -80,6 +91,45 @@ class TaskAdmin(admin.ModelAdmin):
     def eta(self, task: Task) -> str:
         """Seconds left, when the worker has an estimate."""
         return "—" if task.estimated_time is None else f"{task.estimated_time:.0f} s"
+
+    @admin.display(description="integrated loudness")
+    def integrated_lufs(self, task: Task) -> str:
+        """Integrated loudness (of the output, for normalize tasks)."""
+        return _figure(task, "integrated_lufs", "LUFS")
+
+    @admin.display(description="loudness range")
+    def loudness_range(self, task: Task) -> str:
+        """Loudness range (EBU R128 LRA)."""
+        return _figure(task, "loudness_range_lu", "LU")
+
+    @admin.display(description="true peak")
+    def true_peak(self, task: Task) -> str:
+        """Highest true peak."""
+        return _figure(task, "true_peak_dbtp", "dBTP")
+
+    @admin.display(description="duration")
+    def duration(self, task: Task) -> str:
+        """Duration of the processed audio."""
+        return _figure(task, "duration", "s")
+
+    @admin.display(description="waveform")
+    def waveform(self, task: Task) -> str:
+        """The waveform PNG, served to staff by the API (which accepts the admin session)."""
+        if "waveform_png" not in selectors.task_artifact_keys(task):
+            return "—"
+        url = reverse("task-waveform-png", kwargs={"task_id": task.pk})
+        return format_html('<a href="{}"><img src="{}" alt="waveform of {}" '
+                           'style="max-width:100%;height:auto"></a>', url, url, task.pk)
+
+    @admin.display(description="output file")
+    def output_file(self, task: Task) -> str:
+        """A download link to the normalized output."""
+        if "output" not in selectors.task_artifact_keys(task):
+            return "—"
+        output = (task.result or {}).get("output") or {}
+        url = reverse("task-output", kwargs={"task_id": task.pk})
+        return format_html('<a href="{}" download>Download {} ({} bytes)</a>', url,
+                           output.get("format", "output"), output.get("size", "?"))
 
     @admin.action(description="Cancel selected tasks")
     def cancel_tasks(self, request: HttpRequest, queryset: QuerySet[Task]) -> None:
@@ -115,6 +165,20 @@ class TaskAdmin(admin.ModelAdmin):
         if refused:
             self.message_user(request, f"Refused {len(refused)}: " + "; ".join(refused),
                               messages.WARNING)
+
+
+def _figure(task: Task, key: str, unit: str) -> str:
+    """One measurement of a completed task: as analysed, or input → output when normalized."""
+    result = task.result or {}
+    if task.kind == "normalize":
+        values = [(result.get(side) or {}).get(key) for side in ("input", "output")]
+    else:
+        section = result.get("format" if key == "duration" else "loudness") or {}
+        values = [section.get(key)]
+    if all(value is None for value in values):
+        return "—"
+    shown = ["n/a" if value is None else f"{value:.2f}" for value in values]
+    return f"{' → '.join(shown)} {unit}"
 
 
 def _report(model_admin: admin.ModelAdmin, request: HttpRequest, delete: Any) -> None:

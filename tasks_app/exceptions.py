@@ -59,3 +59,11 @@ class TooManyStreams(DomainError):
     status_code = 429
     default_code = "too_many_streams"
     default_detail = "Too many open streams for this user."
+
+
+class NotReady(DomainError):
+    """The task has not completed, so its artifacts do not exist yet."""
+
+    status_code = 409
+    default_code = "not_ready"
+    default_detail = "The task has not completed yet."

@@ -17,6 +17,7 @@ from django_tasks import task
 
 from . import services
 from .audio.errors import AudioError, Cancelled
+from .audio.progress import EtaEstimator
 from .audio.registry import get_processor
 from .models import Task
 
@@ -31,26 +32,20 @@ class ProgressReporter:
     update is refused and the pipeline is stopped with Cancelled.
     """
 
-    # The ETA stays null until this much of the job and this much time have been measured.
-    MIN_FRACTION = 0.01
-    MIN_SECONDS = 0.5
-
     def __init__(self, task_id: str, interval: float | None = None) -> None:
         self.task_id = task_id
         self.interval = settings.TASK_PROGRESS_INTERVAL if interval is None else interval
-        self.started = time.monotonic()
         self.last_write = 0.0
         self.fraction = 0.0
         self.stage = ""
         self.written: tuple[float, str] | None = None
-        self.rate: float | None = None  # smoothed fraction of the job per second
-        self.mark: tuple[float, float] | None = None  # (time, fraction) of the last rate sample
+        self.estimator = EtaEstimator(started=time.monotonic())
 
     def __call__(self, fraction: float, stage: str) -> None:
         """Pipeline callback: record progress and maybe write it."""
         now = time.monotonic()
         fraction = min(max(fraction, self.fraction), 1.0)
-        self._measure(now, fraction)
+        self.estimator.update(now, fraction)
         self.fraction = fraction
         stage_changed = stage != self.stage
         self.stage = stage
@@ -58,39 +53,25 @@ class ProgressReporter:
             self.flush(now)
 
     def flush(self, now: float | None = None) -> None:
-        """Write the latest progress unless it is already written; raise Cancelled if stopped."""
+        """Write the latest progress (or a heartbeat when unchanged); raise Cancelled if stopped."""
         now = time.monotonic() if now is None else now
         state = (round(self.fraction * 100, 2), self.stage)
-        if state == self.written:
-            return
         self.last_write = now
-        ok = services.task_report_progress(
-            task_id=self.task_id, progress=state[0], stage=self.stage,
-            estimated_time=self.eta(now),
-        )
+        if state == self.written:
+            # Nothing for subscribers; still prove the job is alive and check for cancel.
+            ok = services.task_heartbeat(task_id=self.task_id)
+        else:
+            ok = services.task_report_progress(
+                task_id=self.task_id, progress=state[0], stage=self.stage,
+                estimated_time=self.eta(now),
+            )
         if not ok:
             raise Cancelled("The task is no longer processing.")
         self.written = state
 
     def eta(self, now: float) -> float | None:
         """Seconds left at the measured throughput, or None until it can be trusted."""
-        if (self.rate is None or self.fraction < self.MIN_FRACTION
-                or now - self.started < self.MIN_SECONDS or self.rate <= 0):
-            return None
-        return max((1.0 - self.fraction) / self.rate, 0.0)
-
-    def _measure(self, now: float, fraction: float) -> None:
-        # Exponentially smoothed throughput over samples at least 0.2 s apart: steady
-        # enough to not jump with each block, quick enough to follow a slower second pass.
-        if self.mark is None:
-            self.mark = (now, fraction)
-            return
-        then, before = self.mark
-        if now - then < 0.2:
-            return
-        sample = (fraction - before) / (now - then)
-        self.rate = sample if self.rate is None else 0.7 * self.rate + 0.3 * sample
-        self.mark = (now, fraction)
+        return self.estimator.remaining(now)
 
 
 @contextmanager

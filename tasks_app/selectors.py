@@ -2,12 +2,33 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import PurePath
 from typing import Any
 
+from django.core.files.storage import default_storage
 from django.db.models import QuerySet
 
-from .exceptions import NotFound
+from .audio.encode import MEDIA_TYPES
+from .exceptions import NotFound, NotReady
 from .models import AudioFile, Task
+
+# Artifact key (in `task.result["artifacts"]`) -> (what it is, download name suffix).
+ARTIFACTS: dict[str, tuple[str, str]] = {
+    "waveform_json": ("waveform JSON (only analyze tasks draw one)", "-waveform.json"),
+    "waveform_png": ("waveform PNG (only analyze tasks draw one)", "-waveform.png"),
+    "output": ("output file (only normalize tasks write one)", "-normalized"),
+}
+FIXED_MEDIA_TYPES = {"waveform_json": "application/json", "waveform_png": "image/png"}
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One stored file of a completed task: where it is and how to name and type it."""
+
+    name: str
+    filename: str
+    content_type: str
 
 
 def audio_files_visible_to(user: Any) -> QuerySet[AudioFile]:
@@ -42,3 +63,30 @@ def task_for_user(user: Any, task_id: str) -> Task:
     if task is None:
         raise NotFound(f"Task {task_id} not found.", field="task_id")
     return task
+
+
+def task_artifact_keys(task: Task) -> set[str]:
+    """Keys of the artifacts a task has to serve: none until it is completed."""
+    if task.state != Task.State.COMPLETED:
+        return set()
+    return set(((task.result or {}).get("artifacts") or {}).keys()) & set(ARTIFACTS)
+
+
+def task_artifact(user: Any, task_id: str, key: str) -> Artifact:
+    """One artifact of a visible task; NotReady before completion, NotFound if it has none."""
+    task = task_for_user(user, task_id)
+    if task.state != Task.State.COMPLETED:
+        raise NotReady(
+            f"The task is {task.state}; artifacts exist once it is completed.", field="task_id"
+        )
+    what, suffix = ARTIFACTS[key]
+    name = ((task.result or {}).get("artifacts") or {}).get(key)
+    if not name or not default_storage.exists(name):
+        raise NotFound(f"Task {task.id} ({task.kind}) has no {what}.", field="task_id")
+    stem = PurePath(task.audio_file.original_name).stem or "audio"
+    if key in FIXED_MEDIA_TYPES:
+        return Artifact(name, f"{stem}{suffix}", FIXED_MEDIA_TYPES[key])
+    ext = PurePath(name).suffix
+    fmt = str(((task.result or {}).get("output") or {}).get("format") or ext.lstrip("."))
+    return Artifact(name, f"{stem}{suffix}{ext}",
+                    MEDIA_TYPES.get(fmt, "application/octet-stream"))

@@ -174,6 +174,13 @@ def task_report_progress(
     return True
 
 
+def task_heartbeat(*, task_id: str) -> bool:
+    """Mark a processing task alive without a visible change; False when it stopped."""
+    # A plain guarded UPDATE on purpose: nothing a subscriber sees changed, so no event.
+    return bool(Task.objects.filter(pk=task_id, state=State.PROCESSING)
+                .update(heartbeat_at=timezone.now()))
+
+
 def task_complete(*, task_id: str, result: dict) -> Task | None:
     """Mark a processing task completed with its result; None if it was cancelled meanwhile."""
     try:

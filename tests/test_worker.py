@@ -126,6 +126,21 @@ def test_progress_writes_are_throttled_but_the_last_one_lands(user, make_audio):
     assert Task.objects.get(pk=task.id).progress == pytest.approx(99.5)
 
 
+def test_unchanged_progress_still_beats_the_heartbeat_and_notices_cancel(user, make_audio):
+    task = services.task_create(owner=user, audio_file_id=make_audio(user).pk)
+    services.task_start(task_id=task.id)
+    reporter = jobs.ProgressReporter(task.id, interval=0.0)
+    reporter(0.5, "encode")
+    Task.objects.filter(pk=task.id).update(heartbeat_at=None)  # fixture: an old heartbeat
+    events = StoredEvent.objects.filter(channel=task.channel).count()
+    reporter(0.5, "encode")
+    assert Task.objects.get(pk=task.id).heartbeat_at is not None
+    assert StoredEvent.objects.filter(channel=task.channel).count() == events
+    services.task_cancel(task_id=task.id)
+    with pytest.raises(Cancelled):
+        reporter(0.5, "encode")
+
+
 def test_progress_never_goes_backwards_within_an_attempt(user, make_audio):
     task = services.task_create(owner=user, audio_file_id=make_audio(user).pk)
     services.task_start(task_id=task.id)

@@ -9,6 +9,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from .. import selectors
 from ..models import AudioFile, Task
 
 DEFAULT_KIND = "analyze"
@@ -61,16 +62,20 @@ class AudioUploadSerializer(StrictSerializer):
 
 
 class TaskSerializer(serializers.ModelSerializer):
-    """A task as the API shows it, with links to its progress endpoint and SSE stream."""
+    """A task as the API shows it, with links to its progress, stream and artifacts."""
 
     progress_url = serializers.SerializerMethodField()
     stream_url = serializers.SerializerMethodField()
+    waveform_json_url = serializers.SerializerMethodField()
+    waveform_png_url = serializers.SerializerMethodField()
+    output_url = serializers.SerializerMethodField()
 
     class Meta:
         model = Task
         fields = ["id", "audio_file", "kind", "options", "state", "progress", "stage",
                   "estimated_time", "result", "error", "attempts", "created_at", "updated_at",
-                  "started_at", "finished_at", "progress_url", "stream_url"]
+                  "started_at", "finished_at", "progress_url", "stream_url",
+                  "waveform_json_url", "waveform_png_url", "output_url"]
         read_only_fields = fields
 
     @extend_schema_field(OpenApiTypes.URI)
@@ -83,9 +88,44 @@ class TaskSerializer(serializers.ModelSerializer):
         """SSE stream of the task's progress (routed by Channels, not Django's URLconf)."""
         return self._absolute(f"/api/v1/sse/tasks/{task.id}/progress")
 
+    @extend_schema_field(serializers.URLField(allow_null=True))
+    def get_waveform_json_url(self, task: Task) -> str | None:
+        """The waveform JSON of a completed analyze task; null otherwise."""
+        return self._artifact_url(task, "waveform_json", "task-waveform-json")
+
+    @extend_schema_field(serializers.URLField(allow_null=True))
+    def get_waveform_png_url(self, task: Task) -> str | None:
+        """The waveform PNG of a completed analyze task; null otherwise."""
+        return self._artifact_url(task, "waveform_png", "task-waveform-png")
+
+    @extend_schema_field(serializers.URLField(allow_null=True))
+    def get_output_url(self, task: Task) -> str | None:
+        """The output file of a completed normalize task; null otherwise."""
+        return self._artifact_url(task, "output", "task-output")
+
+    def _artifact_url(self, task: Task, key: str, url_name: str) -> str | None:
+        if key not in selectors.task_artifact_keys(task):
+            return None
+        return self._absolute(reverse(url_name, kwargs={"task_id": task.id}))
+
     def _absolute(self, path: str) -> str:
         request = self.context.get("request")
         return request.build_absolute_uri(path) if request is not None else path
+
+
+class WaveformSerializer(serializers.Serializer):
+    """A waveform overview in BBC audiowaveform JSON format (version 2)."""
+
+    version = serializers.IntegerField(help_text="Format version: 2.")
+    channels = serializers.IntegerField(help_text="Channels in `data`: 1 (the channel mix).")
+    sample_rate = serializers.IntegerField(help_text="Sample rate of the audio, in Hz.")
+    samples_per_pixel = serializers.IntegerField(help_text="Audio samples per waveform point.")
+    bits = serializers.IntegerField(help_text="Resolution of `data`: 16 (values ±32768).")
+    length = serializers.IntegerField(help_text="Number of points.")
+    data = serializers.ListField(
+        child=serializers.IntegerField(),
+        help_text="`min, max` pairs per point (and channel): `2 * length * channels` values.",
+    )
 
 
 class TaskCreateSerializer(StrictSerializer):

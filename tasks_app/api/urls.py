@@ -1,13 +1,13 @@
 """Routes under /api/v1/ (the SSE streams are routed by Channels in project/asgi.py)."""
 
 from django.urls import path
-from rest_framework.routers import DefaultRouter
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView, TokenVerifyView
 
 from . import schema  # noqa: F401 - registers the bearerAuth OpenAPI extension
+from .routers import ApiRouter
 from .views import AudioFileViewSet, StreamCookieView, StreamTicketView, TaskViewSet
 
-router = DefaultRouter(trailing_slash=True)
+router = ApiRouter(trailing_slash=True)
 router.register("audio", AudioFileViewSet, basename="audio")
 router.register("tasks", TaskViewSet, basename="task")
 

@@ -5,29 +5,34 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from django.core.files.storage import default_storage
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
 from django.views.defaults import page_not_found
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (OpenApiParameter, OpenApiResponse, extend_schema,
                                    extend_schema_view)
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import IsAuthenticated
+from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework_simplejwt.authentication import JWTAuthentication
 
 from .. import selectors, services, tickets
+from ..audio.encode import MEDIA_TYPES
 from ..models import AudioFile, Task
 from ..sse import TOKEN_COOKIE
 from .exceptions import error_body
 from .progress import TaskProgressSerializer, task_progress
 from .serializers import (AudioFileSerializer, AudioUploadSerializer, ErrorSerializer,
                           StreamTicketRequestSerializer, StreamTicketSerializer,
-                          TaskCreateSerializer, TaskListQuerySerializer, TaskSerializer)
+                          TaskCreateSerializer, TaskListQuerySerializer, TaskSerializer,
+                          WaveformSerializer)
 
 SSE_COOKIE_PATH = "/api/v1/sse/"
 
@@ -47,6 +52,36 @@ def errors(*codes: int) -> dict[int, OpenApiResponse]:
 
 TASK_ID = OpenApiParameter("task_id", OpenApiTypes.STR, OpenApiParameter.PATH,
                            description="The task id (starts with `task_`).")
+ARTIFACT_ERRORS = {
+    404: OpenApiResponse(ErrorSerializer, description=(
+        "Unknown task, a task the caller does not own, or a completed task without this "
+        "artifact (`error.message` names what is missing).")),
+    409: OpenApiResponse(ErrorSerializer, description=(
+        "The task is not completed (`not_ready`); artifacts exist once it is.")),
+}
+
+
+class ServeFileNegotiation(DefaultContentNegotiation):
+    """Serve the file whatever `Accept` says (`image/png`, `audio/*`); errors are JSON."""
+
+    def select_renderer(self, request: Request, renderers: list[BaseRenderer],
+                        format_suffix: str | None = None) -> tuple[BaseRenderer, str]:
+        """The first renderer (JSON): it only ever renders the error bodies."""
+        return renderers[0], renderers[0].media_type
+
+
+# The file actions answer with a FileResponse, which DRF passes through unrendered.
+FILE_ACTION = {"detail": True, "methods": ["get"], "serves_file": True,
+               "renderer_classes": [JSONRenderer],
+               "content_negotiation_class": ServeFileNegotiation}
+
+
+def serve(artifact: selectors.Artifact, *, attachment: bool = False) -> FileResponse:
+    """Stream a stored artifact with its media type and file name."""
+    return FileResponse(default_storage.open(artifact.name, "rb"), as_attachment=attachment,
+                        filename=artifact.filename, content_type=artifact.content_type)
+
+
 AUDIO_ID = OpenApiParameter("id", OpenApiTypes.INT, OpenApiParameter.PATH,
                             description="The audio file id.")
 
@@ -184,6 +219,44 @@ class TaskViewSet(viewsets.GenericViewSet):
     def progress(self, request: Request, task_id: str) -> Response:
         """The same TaskProgress JSON the stream sends."""
         return Response(task_progress(selectors.task_for_user(request.user, task_id)))
+
+    @extend_schema(
+        summary="Waveform of a completed analyze task (audiowaveform JSON)",
+        description="The BBC audiowaveform JSON (version 2) of the channel mix.",
+        parameters=[TASK_ID], responses={200: WaveformSerializer, **errors(401), **ARTIFACT_ERRORS},
+    )
+    @action(url_path="waveform.json", **FILE_ACTION)
+    def waveform_json(self, request: Request, task_id: str) -> FileResponse:
+        """The waveform JSON document of a completed analyze task."""
+        return serve(selectors.task_artifact(request.user, task_id, "waveform_json"))
+
+    @extend_schema(
+        summary="Waveform of a completed analyze task (PNG image)",
+        parameters=[TASK_ID],
+        responses={(200, "image/png"): OpenApiResponse(OpenApiTypes.BINARY, description="PNG."),
+                   **errors(401), **ARTIFACT_ERRORS},
+    )
+    @action(url_path="waveform.png", **FILE_ACTION)
+    def waveform_png(self, request: Request, task_id: str) -> FileResponse:
+        """The waveform PNG of a completed analyze task."""
+        return serve(selectors.task_artifact(request.user, task_id, "waveform_png"))
+
+    @extend_schema(
+        summary="Download the output file of a completed normalize task",
+        description=(
+            "Sent as an attachment named `<original name>-normalized.<ext>`, typed by the "
+            "task's `output_format`: "
+            + ", ".join(f"{fmt} `{media}`" for fmt, media in MEDIA_TYPES.items()) + "."
+        ),
+        parameters=[TASK_ID],
+        responses={**{(200, media): OpenApiResponse(OpenApiTypes.BINARY, description="Audio.")
+                      for media in MEDIA_TYPES.values()},
+                   **errors(401), **ARTIFACT_ERRORS},
+    )
+    @action(url_path="output", **FILE_ACTION)
+    def output(self, request: Request, task_id: str) -> FileResponse:
+        """The normalized audio of a completed normalize task, as a download."""
+        return serve(selectors.task_artifact(request.user, task_id, "output"), attachment=True)
 
     def _out(self, tasks: Any, many: bool = False) -> Any:
         return TaskSerializer(tasks, many=many, context=self.get_serializer_context()).data

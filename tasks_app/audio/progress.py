@@ -1,6 +1,7 @@
 """Progress reporting helper: maps work done in one pass onto a slice of the whole job's 0..1 range."""
 
 import time
+from collections import deque
 from collections.abc import Callable
 
 ProgressFn = Callable[[float, str], None]
@@ -41,3 +42,48 @@ class Progress:
         self._last_fraction = fraction
         self._last_report = now
         self.callback(round(fraction, 4), self.stage)
+
+
+class EtaEstimator:
+    """Seconds left from measured throughput over a sliding window; None until trustworthy.
+
+    The rate is the progress made over the last WINDOW_SECONDS (the whole run, for shorter
+    jobs): a momentary stall or burst on a busy machine barely moves it, while a long job
+    whose speed really changes (a slower second pass) is followed within the window.
+    """
+
+    WINDOW_SECONDS = 30.0
+    # The estimate stays None until this share of the job and this much time are measured.
+    MIN_FRACTION = 0.01
+    MIN_SECONDS = 0.5
+
+    def __init__(self, started: float) -> None:
+        self.started = started
+        self.fraction = 0.0
+        self.samples: deque[tuple[float, float]] = deque()
+
+    def update(self, now: float, fraction: float) -> None:
+        """Record that `fraction` of the job is done at monotonic time `now`."""
+        self.fraction = max(self.fraction, fraction)
+        self.samples.append((now, self.fraction))
+        # Keep one sample at or beyond the window's start, so the window stays full.
+        while len(self.samples) > 2 and now - self.samples[1][0] >= self.WINDOW_SECONDS:
+            self.samples.popleft()
+
+    @property
+    def rate(self) -> float | None:
+        """Share of the job done per second over the window."""
+        if len(self.samples) < 2:
+            return None
+        (then, before), (now, after) = self.samples[0], self.samples[-1]
+        if now - then <= 0:
+            return None
+        return (after - before) / (now - then)
+
+    def remaining(self, now: float) -> float | None:
+        """Estimated seconds left, or None while unknown."""
+        rate = self.rate
+        if (rate is None or rate <= 0 or self.fraction < self.MIN_FRACTION
+                or now - self.started < self.MIN_SECONDS):
+            return None
+        return max((1.0 - self.fraction) / rate, 0.0)

@@ -1,0 +1,75 @@
+"""A two-hour file through the real worker: bounded memory, spread progress, honest ETA."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from tasks_app.audio.generate import write_tone
+
+from .live_server import LiveService, payloads, read_events, start_service, stop_service
+
+TWO_HOURS = 2 * 60 * 60
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory) -> LiveService:
+    """A service of its own, so the worker's peak memory is this test's alone."""
+    # A quick counter poll, so delivery delay does not blur the ETA measurement.
+    live = start_service(tmp_path_factory.mktemp("long"), extra_env={"SSE_POLL_SECONDS": "0.05"})
+    yield live
+    stop_service(live)
+
+
+def peak_rss_mb(pid: int) -> float:
+    """Peak resident memory of a process (VmHWM), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM line")
+
+
+def test_two_hour_file_bounded_memory_spread_progress_and_honest_eta(service, tmp_path):
+    path = tmp_path / "two-hours.flac"
+    write_tone(str(path), TWO_HOURS, fmt="flac", sample_rate=44100, channels=2)
+    token = service.token("alice")
+    audio = service.upload(token, path)
+    assert abs(audio["duration"] - TWO_HOURS) < 0.05
+    task = service.create_task(token, audio["id"])
+    received: list[tuple[float, dict]] = []
+
+    def stamp(events) -> bool:
+        received.append((time.monotonic(), payloads(events[-1:])[0]))
+        return False
+
+    with service.client(token, timeout=300) as client:
+        _, events = read_events(client, f"/api/v1/sse/tasks/{task['id']}/progress",
+                                until=stamp, timeout=300)
+        result = client.get(f"/api/v1/tasks/{task['id']}/").json()["result"]
+    assert events[-1].event == "complete" and result["format"]["duration"] == pytest.approx(
+        TWO_HOURS, abs=0.05)
+    finished = received[-1][0]
+    running = [(t, p) for t, p in received if p["state"] == "processing" and p["progress"] > 0]
+    started = running[0][0]
+    duration = finished - started
+
+    # Progress events are spread over the run, not bunched at its ends.
+    times = [t for t, _ in running]
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    assert len(running) >= 8 and max(gaps) < duration / 4
+
+    # Once past 10 %, the ETA is within 20 % of the time that was really left.
+    errors = []
+    for at, payload in running:
+        left = finished - at
+        if payload["progress"] >= 10 and left >= 2.0:
+            assert payload["estimated_time"] is not None
+            errors.append(abs(payload["estimated_time"] - left) / left)
+    assert errors, "no ETA past 10 %"
+    print(f"2 h analysis: {duration:.1f} s, {len(running)} progress events, "
+          f"ETA error past 10 %: max {max(errors):.1%}, mean {sum(errors) / len(errors):.1%}, "
+          f"worker peak RSS {peak_rss_mb(service.workers[0].pid):.0f} MB")
+    assert max(errors) < 0.20
+    assert peak_rss_mb(service.workers[0].pid) < 300

@@ -130,7 +130,7 @@ class Command(BaseCommand):
         """Prepare the database, start the children and supervise them."""
         if workers < 1:
             raise CommandError("--workers must be at least 1 (use --no-worker for none).")
-        call_command("migrate", interactive=False, verbosity=options["verbosity"],
+        call_command("migrate", interactive=False, verbosity=max(0, options["verbosity"] - 1),
                      stdout=self.stdout, stderr=self.stderr)
         username = None
         if settings.PRODUCTION and demo_password() == DEFAULT_DEMO_PASSWORD:

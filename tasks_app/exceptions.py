@@ -29,6 +29,14 @@ class InvalidAudio(DomainError):
     default_detail = "The file is not usable audio."
 
 
+class Unauthenticated(DomainError):
+    """Missing, invalid or expired credentials (on a stream, where DRF does not answer)."""
+
+    status_code = 401
+    default_code = "not_authenticated"
+    default_detail = "Authentication credentials were not provided."
+
+
 class IllegalTransition(DomainError):
     """The task's state does not allow the requested change."""
 

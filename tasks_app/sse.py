@@ -21,7 +21,7 @@ from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.exceptions import AuthenticationFailed, InvalidToken
 
 from .api.progress import task_progress
-from .exceptions import DomainError, NotFound
+from .exceptions import NotFound, Unauthenticated
 from .models import Task, user_channel
 
 logger = logging.getLogger(__name__)
@@ -29,14 +29,6 @@ logger = logging.getLogger(__name__)
 PROGRESS = "progress"
 COMPLETE = "complete"
 TOKEN_COOKIE = "sse_token"
-
-
-class Unauthenticated(DomainError):
-    """Missing, invalid or expired credentials on a stream request."""
-
-    status_code = 401
-    default_code = "not_authenticated"
-    default_detail = "Authentication credentials were not provided."
 
 
 class TaskChannelManager(ChannelManagerBase):

@@ -9,6 +9,7 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
+from .exceptions import Unauthenticated
 from .models import StreamTicket
 
 
@@ -24,8 +25,6 @@ def issue_ticket(*, user: Any, task_id: str | None) -> StreamTicket:
 
 def redeem_ticket(key: str, *, task_id: str | None) -> Any:
     """Spend a ticket and return its user; raise Unauthenticated when unusable."""
-    from .sse import Unauthenticated
-
     now = timezone.now()
     # A guarded update: of two requests racing with one ticket, only one spends it.
     spent = StreamTicket.objects.filter(

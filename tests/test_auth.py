@@ -115,7 +115,7 @@ def test_unknown_api_url_is_404_json(auth_client, user):
 
 
 def test_stream_ticket_for_own_task_opens_that_stream_once(auth_client, user, make_task):
-    from tasks_app.sse import Unauthenticated
+    from tasks_app.exceptions import Unauthenticated
     from tasks_app.tickets import redeem_ticket
 
     task = make_task(user)

@@ -148,3 +148,18 @@ def test_too_many_open_streams_for_one_user_gets_429(service, audio_id):
     assert status == 429
     assert body["error"]["code"] == "too_many_streams"
     assert later == 200
+
+
+def test_idle_stream_gets_keep_alives(service, audio_id):
+    token = service.token("alice")
+    task = service.create_task(token, audio_id)
+    lines: list[str] = []
+    with service.client(token, timeout=30) as client, \
+            client.stream("GET", stream(task["id"])) as resp:
+        assert resp.headers["content-type"].startswith("text/event-stream")
+        for line in resp.iter_lines():
+            lines.append(line)
+            if line.startswith(": keep-alive"):
+                break
+    assert lines[0] == "event: progress"
+    assert lines[-1] == ": keep-alive"

@@ -7,6 +7,7 @@ from typing import Any
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
 from django.utils.html import format_html
 
@@ -128,8 +129,8 @@ class TaskAdmin(admin.ModelAdmin):
             return "—"
         output = (task.result or {}).get("output") or {}
         url = reverse("task-output", kwargs={"task_id": task.pk})
-        return format_html('<a href="{}" download>Download {} ({} bytes)</a>', url,
-                           output.get("format", "output"), output.get("size", "?"))
+        return format_html('<a href="{}" download>Download {} ({})</a>', url,
+                           output.get("format", "output"), filesizeformat(output.get("size")))
 
     @admin.action(description="Cancel selected tasks")
     def cancel_tasks(self, request: HttpRequest, queryset: QuerySet[Task]) -> None:

@@ -25,6 +25,7 @@ from rest_framework_simplejwt.authentication import JWTAuthentication
 
 from .. import selectors, services, tickets
 from ..audio.encode import MEDIA_TYPES
+from ..exceptions import NotFound
 from ..models import AudioFile, Task
 from ..sse import TOKEN_COOKIE
 from .exceptions import error_body
@@ -78,8 +79,13 @@ FILE_ACTION = {"detail": True, "methods": ["get"], "serves_file": True,
 
 def serve(artifact: selectors.Artifact, *, attachment: bool = False) -> FileResponse:
     """Stream a stored artifact with its media type and file name."""
-    return FileResponse(default_storage.open(artifact.name, "rb"), as_attachment=attachment,
-                        filename=artifact.filename, content_type=artifact.content_type)
+    try:
+        stored = default_storage.open(artifact.name, "rb")
+    except FileNotFoundError:
+        # The task was deleted since the selector looked: the same 404 as a moment later.
+        raise NotFound(f"{artifact.filename} no longer exists.", field="task_id") from None
+    return FileResponse(stored, as_attachment=attachment, filename=artifact.filename,
+                        content_type=artifact.content_type)
 
 
 AUDIO_ID = OpenApiParameter("id", OpenApiTypes.INT, OpenApiParameter.PATH,

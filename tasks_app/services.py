@@ -265,5 +265,9 @@ def _delete_task_row(task: Task) -> None:
             return
         for name in files:
             default_storage.delete(f"{folder}/{name}")
+        try:
+            os.rmdir(default_storage.path(folder))
+        except (NotImplementedError, OSError):
+            pass  # object stores have no folders; a local one may be gone already
 
     transaction.on_commit(remove_artifacts)

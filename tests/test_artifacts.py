@@ -217,7 +217,7 @@ def test_task_links_its_artifacts_once_completed(auth_client, user, completed, m
 
 
 def test_deleting_a_task_removes_its_artifact_files(
-    auth_client, user, completed, media_files, django_capture_on_commit_callbacks
+    auth_client, user, completed, media_files, django_capture_on_commit_callbacks, settings
 ):
     task = completed(user)
     folder = f"artifacts/{task.pk}/"
@@ -227,6 +227,7 @@ def test_deleting_a_task_removes_its_artifact_files(
     with django_capture_on_commit_callbacks(execute=True):
         assert client.delete(f"/api/v1/tasks/{task.pk}/").status_code == 204
     assert not [p for p in media_files() if folder in p.as_posix()]
+    assert not (Path(settings.MEDIA_ROOT) / folder).exists()
     assert_error(client.get(url(task, "waveform.png")), 404, "not_found")
 
 

@@ -90,3 +90,26 @@ def test_cancel_on_one_instance_ends_stream_on_the_other_within_two_seconds(scal
     assert events[-1].event == "complete"
     assert payloads(events[-1:])[0]["state"] == "cancelled"
     assert waited < 2.0
+
+
+def test_concurrent_cancels_across_instances_have_exactly_one_winner(scaled, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    service, other_url = scaled
+    path = tmp_path / "long.flac"
+    write_tone(str(path), 900, fmt="flac")  # seconds of work: cancels land while it runs
+    token = service.token("alice")
+    audio = service.upload(token, path)
+    headers = {"Authorization": f"Bearer {token}"}
+    for _ in range(3):
+        task = service.create_task(token, audio["id"])
+
+        def cancel(base: str) -> int:
+            with httpx.Client(base_url=base, headers=headers, timeout=30) as client:
+                return client.post(f"/api/v1/tasks/{task['id']}/cancel/").status_code
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            codes = list(pool.map(cancel, [service.base_url, other_url] * 4))
+        assert codes.count(200) == 1 and codes.count(409) == 7, codes
+        with service.client(token) as api:
+            assert api.get(f"/api/v1/tasks/{task['id']}/").json()["state"] == "cancelled"

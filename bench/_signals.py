@@ -17,6 +17,10 @@ import scipy.signal
 from tasks_app.audio.encode import AudioWriter
 
 CHUNK_SECONDS = 10.0
+# Recordings pass an anti-alias filter before they are sampled; content between 20 kHz and Nyquist
+# would be unrealistic, and it is exactly where BS.1770's true-peak interpolator (which rolls off
+# above about 19 kHz at 44.1 kHz) and ffmpeg's 192 kHz resampler legitimately disagree.
+BAND_LIMIT_HZ = 20000.0
 # Paul Kellet's 3-pole approximation of a -3 dB/octave (pink) filter, accurate within 0.05 dB
 # from 10 Hz to Nyquist at 44.1 kHz.
 PINK_B = np.array([0.049922035, -0.095993537, 0.050612699, -0.004408786])
@@ -29,20 +33,37 @@ WAVETABLE /= np.abs(WAVETABLE).max()
 # Minor and major triads over a slowly walking root (semitones from A2 = 110 Hz).
 CHORDS = ((0, 3, 7), (5, 9, 12), (7, 10, 14), (3, 7, 10), (8, 12, 15), (10, 14, 17))
 BEAT_SECONDS = 0.5  # 120 bpm
+# Leaves the loudest moments of the mix (kick + snare + chord peaks) about 1 dB under full scale.
+MIX_GAIN = 0.65
+
+
+class LowPass:
+    """Stateful steep low-pass at BAND_LIMIT_HZ (or 0.9 x Nyquist), like a converter's anti-alias filter."""
+
+    def __init__(self, rate: int, channels: int) -> None:
+        cutoff = min(BAND_LIMIT_HZ, 0.45 * rate)
+        self.sos = scipy.signal.ellip(10, 0.05, 90, cutoff / (rate / 2), output="sos")
+        self.zi = np.zeros((self.sos.shape[0], channels, 2))
+
+    def process(self, block: np.ndarray) -> np.ndarray:
+        """Filter the next (channels, n) block, continuing from the previous one."""
+        out, self.zi = scipy.signal.sosfilt(self.sos, block, axis=1, zi=self.zi)
+        return out.astype(np.float32)
 
 
 class PinkNoise:
-    """Stateful pink-noise source: successive calls continue one seamless signal."""
+    """Stateful band-limited pink-noise source: successive calls continue one seamless signal."""
 
-    def __init__(self, channels: int, seed: int) -> None:
+    def __init__(self, rate: int, channels: int, seed: int) -> None:
         self.rng = np.random.default_rng(seed)
         self.zi = np.zeros((channels, PINK_A.size - 1))
+        self.lowpass = LowPass(rate, channels)
 
     def next(self, n: int) -> np.ndarray:
         """The next `n` samples, shaped (channels, n), RMS about 0.1 (-20 dBFS)."""
         white = self.rng.standard_normal((self.zi.shape[0], n))
         pink, self.zi = scipy.signal.lfilter(PINK_B, PINK_A, white, axis=1, zi=self.zi)
-        return (pink * 0.9).astype(np.float32)
+        return self.lowpass.process(pink * 0.9)
 
 
 @dataclass(frozen=True)
@@ -108,7 +129,7 @@ def music(seconds: float, rate: int = 44100, channels: int = 2, seed: int = 1) -
     """Yield music-like float32 (channels, n) chunks: chords, bass, melody, drums and a pink-noise bed.
 
     Sections alternate between full, quieter and sparse every 24 beats so loudness range and
-    gating have real work; a gentle tanh saturation gives mastered-looking peaks near 0 dBFS.
+    gating have real work. The mix stays linear (saturation would alias above the band limit).
     """
     total = int(round(seconds * rate))
     rng = np.random.default_rng(seed + 1)
@@ -116,7 +137,8 @@ def music(seconds: float, rate: int = 44100, channels: int = 2, seed: int = 1) -
     starts = [note.start for note in notes]
     longest = max((note.length for note in notes), default=0)
     drums = {kind: _one_shot(kind, rate, rng) for kind in ("kick", "snare", "hat")}
-    bed = PinkNoise(2, seed + 2)
+    bed = PinkNoise(rate, 2, seed + 2)
+    lowpass = LowPass(rate, 2)
     section_gains = np.array([1.0, 0.55, 1.0, 0.3, 0.8])
     section_samples = int(24 * BEAT_SECONDS * rate)
     step = int(CHUNK_SECONDS * rate)
@@ -154,8 +176,7 @@ def music(seconds: float, rate: int = 44100, channels: int = 2, seed: int = 1) -
         gains = section_gains[(index - 1) % section_gains.size] * (1 - fade) + section_gains[
             index % section_gains.size] * fade
         out *= gains.astype(np.float32)
-        np.tanh(out * np.float32(1.6), out=out)
-        out *= np.float32(0.93)
+        out = lowpass.process(out * np.float32(MIX_GAIN))
         if channels == 1:
             yield out.mean(axis=0, keepdims=True)
         else:

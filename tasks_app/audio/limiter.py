@@ -55,7 +55,7 @@ class TruePeakLimiter:
         # Requirements (linear gain) of recent frames, starting BACK_FRAMES before the next envelope frame.
         self._required = np.ones(BACK_FRAMES)
         self._log_depth = -math.inf  # log of the current reduction in dB; -inf means none
-        self._box = np.ones(self.ahead)  # last `ahead` released gains, for the moving average
+        self._box: np.ndarray | None = None  # last `ahead` released gains, for the moving average
         self._last_gain: float | None = None
 
     def process(self, block: np.ndarray) -> np.ndarray:
@@ -132,6 +132,11 @@ class TruePeakLimiter:
         released = np.ones(ready)
         low = released_db < 0
         released[low] = 10 ** (released_db[low] / 20)
+        if self._box is None:
+            # Before the stream there is no audio, so its gain is free: start at the first released
+            # gain, which already covers every frame within the look-ahead. Starting at 1.0 let
+            # peaks in the first `lookahead` seconds through barely reduced.
+            self._box = np.full(self.ahead, released[0])
         box = np.concatenate([self._box, released])
         csum = np.concatenate([[0.0], np.cumsum(box)])
         width = self.ahead + 1

@@ -28,10 +28,18 @@ MAX_ATTEMPTS = 2
 # Relative wall-clock cost of each pass per output format, measured on music-like 44.1 kHz stereo
 # (the encoder dominates lossy output), so that progress (and an ETA from it) is even in time.
 MEASURE_COST = 1.0
+PREVIEW_COST = 2.0
 APPLY_COST = {"mp3": 22.0, "opus": 12.0, "m4a": 22.0, "flac": 4.0, "wav": 2.0}
 VERIFY_COST = {"mp3": 1.2, "opus": 1.3, "m4a": 1.1, "flac": 1.3, "wav": 0.8}
 # Progress held back from the first verification so a corrective retry still has room to report.
 RETRY_RESERVE = 0.02
+# Limiting lowers the loudness, so when the gain pushes peaks into the limiter, gain and limiter are
+# first previewed without encoding (a tenth of the encoding pass's cost) and the gain corrected, up
+# to this many times or until the preview is this close to the target. Otherwise the encoded output
+# would miss and the whole encoding pass would run again: twice the time, with the second pass
+# squeezed into RETRY_RESERVE, so the ETA was 60-90 % wrong.
+MAX_PREVIEWS = 2
+PREVIEW_TOLERANCE_LU = 0.1
 
 OPTIONS = {
     "target_lufs": Option("number", -16.0, -70.0, -5.0, help="Integrated loudness to reach, in LUFS."),
@@ -76,6 +84,18 @@ def _measure(blocks: Iterator[np.ndarray], rate: int, channels: int, tracker: Pr
     }
 
 
+def _preview(decoder: Decoder, gain_db: float, limit_db: float, tracker: Progress) -> float | None:
+    """Integrated loudness of the input after gain and limiter, as `_apply` would encode it."""
+    gain = np.float32(10 ** (gain_db / 20))
+    limiter = TruePeakLimiter(decoder.sample_rate, decoder.channels, limit_db)
+    loudness = LoudnessMeter(decoder.sample_rate, decoder.channels)
+    for block in decoder.blocks():
+        loudness.process(limiter.process(block * gain))
+        tracker.advance(block.shape[1])
+    loudness.process(limiter.flush())
+    return loudness.result()["integrated_lufs"]
+
+
 def _apply(
     decoder: Decoder, gain_db: float, limiter: TruePeakLimiter, writer: AudioWriter, tracker: Progress
 ) -> int:
@@ -117,22 +137,38 @@ def run(path: str, options: dict[str, object], progress: ProgressFn, output_dir:
         raise OptionsError("output_format", "mp3 holds at most 2 channels; choose opus, m4a, flac or wav")
     decoder = Decoder(path, info)
     total = decoder.expected_samples
-    costs = [MEASURE_COST, APPLY_COST[fmt], VERIFY_COST[fmt]]
-    edges = np.cumsum([0.0, *costs]) / sum(costs) * (1.0 - RETRY_RESERVE)
+    # Each pass gets a share of progress in proportion to its cost; what is left is re-divided
+    # whenever previews turn out to be unneeded, so progress stays even in time.
+    planned = 1.0 - RETRY_RESERVE
+    rest_costs = [PREVIEW_COST * MAX_PREVIEWS, APPLY_COST[fmt], VERIFY_COST[fmt]]
+    done = planned * MEASURE_COST / (MEASURE_COST + sum(rest_costs))
 
-    tracker = Progress(progress, "measure", total, edges[0], edges[1])
+    tracker = Progress(progress, "measure", total, 0.0, done)
     tracker.advance(0)
     measured_in = _measure(decoder.blocks(), rate, channels, tracker)
     integrated_in = measured_in["integrated_lufs"]
+    peak_in = measured_in["true_peak_dbtp"]
     # Digital silence (or audio entirely under the -70 LUFS gate) has no loudness to correct.
     gain_db = 0.0 if integrated_in is None else target - integrated_in
     limit_db = ceiling - CEILING_MARGIN_DB[fmt]
 
+    if integrated_in is not None and peak_in is not None and peak_in + gain_db > limit_db:
+        for previews_left in range(MAX_PREVIEWS, 0, -1):
+            share = (planned - done) * PREVIEW_COST / (PREVIEW_COST * previews_left + sum(rest_costs[1:]))
+            previewed = _preview(decoder, gain_db, limit_db, Progress(progress, "measure", total, done, done + share))
+            done += share
+            if previewed is None:
+                break
+            gain_db += target - previewed
+            if abs(target - previewed) <= PREVIEW_TOLERANCE_LU:
+                break
+
     output_name = f"output.{EXTENSIONS[fmt]}"
     output_path = os.path.join(output_dir, output_name)
-    spans = [(edges[1], edges[2], edges[3])]
+    middle = done + (planned - done) * rest_costs[1] / sum(rest_costs[1:])
+    spans = [(done, middle, planned)]
     # A retry, if needed, reports within the reserve so progress never goes back or stops early.
-    spans.append((edges[3], edges[3] + RETRY_RESERVE * 0.7, 1.0))
+    spans.append((planned, planned + RETRY_RESERVE * 0.7, 1.0))
     try:
         for attempt in range(MAX_ATTEMPTS):
             start, middle, end = spans[attempt]

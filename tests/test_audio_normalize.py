@@ -155,3 +155,13 @@ def test_limiter_gain_changes_smoothly_around_a_click() -> None:
     assert np.abs(np.diff(gain)).max() < 0.02
     assert gain[RATE // 2 - int(0.01 * RATE)] == pytest.approx(1.0)
     assert gain[-1] == pytest.approx(1.0, abs=1e-3)
+
+
+def test_limiter_catches_a_peak_in_the_very_first_samples() -> None:
+    # A full-scale low tone from sample 0: its first peak lies inside the look-ahead window.
+    t = np.arange(int(0.1 * RATE)) / RATE
+    signal = np.vstack([np.sin(2 * np.pi * 140 * t)] * 2).astype(np.float32)
+    limited, _ = _limit(signal, -6.0, 4096)
+    meter = TruePeakMeter(RATE, 2)
+    meter.process(np.ascontiguousarray(limited))
+    assert 20 * math.log10(float(meter.true_peak.max())) <= -6.0 + 1e-3

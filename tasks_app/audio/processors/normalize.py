@@ -20,7 +20,7 @@ OUTPUT_FORMATS = ("mp3", "opus", "m4a", "flac", "wav")
 # The limiter aims this far under the requested ceiling: lossy encoders overshoot on their own
 # (Opus most, after resampling to 48 kHz), and 16-bit rounding needs a hair of room even for
 # lossless output. A verified overshoot still triggers one corrective pass.
-CEILING_MARGIN_DB = {"mp3": 1.0, "m4a": 1.0, "opus": 1.5, "flac": 0.05, "wav": 0.05}
+CEILING_MARGIN_DB = {"mp3": 1.5, "m4a": 1.5, "opus": 1.5, "flac": 0.05, "wav": 0.05}
 # The encoded file is measured again; if it misses the target by more than this, or its true peak
 # is over the ceiling, the apply pass runs once more with corrected gain and limiter ceiling.
 LOUDNESS_TOLERANCE_LU = 0.5

@@ -29,8 +29,8 @@ MAX_ATTEMPTS = 2
 # (the encoder dominates lossy output), so that progress (and an ETA from it) is even in time.
 MEASURE_COST = 1.0
 PREVIEW_COST = 2.0
-APPLY_COST = {"mp3": 22.0, "opus": 12.0, "m4a": 22.0, "flac": 4.0, "wav": 2.0}
-VERIFY_COST = {"mp3": 1.2, "opus": 1.3, "m4a": 1.1, "flac": 1.3, "wav": 0.8}
+APPLY_COST = {"mp3": 30.0, "opus": 12.0, "m4a": 30.0, "flac": 3.0, "wav": 2.0}
+VERIFY_COST = {"mp3": 1.2, "opus": 1.3, "m4a": 1.1, "flac": 1.8, "wav": 0.8}
 # Progress held back from the first verification so a corrective retry still has room to report.
 RETRY_RESERVE = 0.02
 # Limiting lowers the loudness, so when the gain pushes peaks into the limiter, gain and limiter are

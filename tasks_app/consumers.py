@@ -14,7 +14,7 @@ from django.conf import settings
 from django_eventstream.event import Event
 from django_eventstream.utils import make_id, sse_encode_event
 
-from .exceptions import DomainError
+from .exceptions import DomainError, MethodNotAllowed
 from .fanout import CATCH_UP, Subscription, get_hub
 from .sse import (COMPLETE, PROGRESS, TOKEN_COOKIE, Credentials, StreamOpening, events_after,
                   open_task_stream, open_user_stream)
@@ -66,6 +66,11 @@ class ProgressStreamConsumer(AsyncHttpConsumer):
         query = parse_qs(self.scope.get("query_string", b"").decode("latin1"))
         credentials = _credentials(headers, query)
         last_event_id = headers.get("last-event-id") or _last(query.get("lastEventId"))
+        method = self.scope.get("method", "GET")
+        if method != "GET":
+            await self.send_error(MethodNotAllowed(f"Method {method} not allowed; use GET.",
+                                                   field="method"))
+            return
         try:
             opening = await self.open(credentials, last_event_id)
             if opening.status == 204:
@@ -86,6 +91,8 @@ class ProgressStreamConsumer(AsyncHttpConsumer):
         headers = [(b"content-type", b"application/json")]
         if exc.status_code == 401:
             headers.append((b"www-authenticate", b'Bearer realm="api"'))
+        if exc.status_code == 405:
+            headers.append((b"allow", b"GET"))
         await self.send_response(exc.status_code, json.dumps(body).encode(), headers=headers)
 
     async def stream(self, opening: StreamOpening, sub: Subscription) -> None:

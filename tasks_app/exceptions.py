@@ -69,6 +69,14 @@ class TooManyStreams(DomainError):
     default_detail = "Too many open streams for this user."
 
 
+class MethodNotAllowed(DomainError):
+    """The endpoint does not answer this HTTP method (on a stream, where DRF does not answer)."""
+
+    status_code = 405
+    default_code = "method_not_allowed"
+    default_detail = "Method not allowed."
+
+
 class NotReady(DomainError):
     """The task has not completed, so its artifacts do not exist yet."""
 

@@ -39,7 +39,7 @@ def audio_files_visible_to(user: Any) -> QuerySet[AudioFile]:
 
 def audio_file_for_user(user: Any, audio_file_id: Any) -> AudioFile:
     """One visible audio file; NotFound when missing or owned by someone else."""
-    if not str(audio_file_id).isdigit():
+    if not (str(audio_file_id).isascii() and str(audio_file_id).isdigit()):
         raise NotFound(f"Audio file {audio_file_id} not found.", field="id")
     audio = audio_files_visible_to(user).filter(pk=int(audio_file_id)).first()
     if audio is None:

@@ -154,7 +154,8 @@ def parse_last_event_id(raw: str | None, channel: str) -> int | None:
         return None
     for part in raw.split(","):
         name, _, value = part.rpartition(":")
-        if (not name or unquote(name) == channel) and value.strip().isdigit():
+        value = value.strip()
+        if (not name or unquote(name) == channel) and value.isascii() and value.isdigit():
             return int(value)
     return None
 

@@ -1,0 +1,96 @@
+"""Bad input found by fuzzing the live API: every case gets a clean 4xx JSON error, never a 5xx."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tasks_app.audio.generate import write_tone
+
+from .live_server import LiveService, payloads, read_events, start_service, stop_service
+
+DEEP_JSON = b"[" * 100_000 + b"]" * 100_000
+
+
+def assert_error(response, status: int, field: str | None = None) -> dict:
+    """The response is `status` with the project's JSON error body (naming `field`)."""
+    assert response.status_code == status, response.content[:500]
+    error = response.json()["error"]
+    assert error["code"] and error["message"]
+    if field is not None:
+        assert error["field"] == field, error
+    return error
+
+
+# ------------------------------------------------------------------ REST (in-process)
+
+
+@pytest.mark.parametrize("raw_id", ["²", "١٢", "１２"])
+@pytest.mark.parametrize("method", ["get", "delete"])
+def test_unicode_digit_audio_id_is_404(auth_client, user, make_audio, method, raw_id):
+    make_audio(user)
+    response = getattr(auth_client(user), method)(f"/api/v1/audio/{raw_id}/")
+    assert_error(response, 404, "id")
+
+
+@pytest.mark.parametrize("path", ["/api/v1/tasks/", "/api/v1/auth/stream-ticket/"])
+def test_deeply_nested_json_is_400(auth_client, user, path):
+    response = auth_client(user).generic("POST", path, DEEP_JSON, content_type="application/json")
+    assert_error(response, 400, "body")
+
+
+@pytest.mark.parametrize("path", ["/api/v1/auth/token/", "/api/v1/auth/token/refresh/",
+                                  "/api/v1/auth/token/verify/"])
+def test_deeply_nested_json_on_token_endpoints_is_400(api_client, db, path):
+    response = api_client.generic("POST", path, DEEP_JSON, content_type="application/json")
+    assert_error(response, 400, "body")
+
+
+@pytest.mark.parametrize("path", ["/api/v1/audio/", "/api/v1/tasks/", "/api/v1/auth/token/"])
+def test_multipart_without_boundary_is_json_400(auth_client, user, path):
+    response = auth_client(user).generic("POST", path, b"zzz", content_type="multipart/form-data")
+    assert_error(response, 400, "body")
+
+
+# ------------------------------------------------------------------ SSE (live service)
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory) -> LiveService:
+    """A service with no worker (tasks stay pending) and quick keep-alives."""
+    live = start_service(tmp_path_factory.mktemp("badinput"), workers=0,
+                         extra_env={"SSE_KEEPALIVE_SECONDS": "1"})
+    yield live
+    stop_service(live)
+
+
+@pytest.fixture(scope="module")
+def task_id(service, tmp_path_factory) -> str:
+    """A pending task of alice's."""
+    path = tmp_path_factory.mktemp("a") / "tone.wav"
+    write_tone(str(path), 1.0)
+    token = service.token("alice")
+    return service.create_task(token, service.upload(token, path)["id"])["id"]
+
+
+@pytest.mark.parametrize("value", ["²", "١٢", "user-1:²", "task-x:²"])
+@pytest.mark.parametrize("which", ["task", "user"])
+def test_unicode_digit_last_event_id_is_ignored(service, task_id, which, value):
+    url = (f"/api/v1/sse/tasks/{task_id}/progress" if which == "task"
+           else "/api/v1/sse/tasks/progress")
+    with service.client(service.token("alice"), timeout=10) as client:
+        status, events = read_events(client, f"{url}?{httpx.QueryParams(lastEventId=value)}",
+                                     until=lambda evs: True, timeout=10)
+    assert status == 200
+    assert payloads(events)[0]["task_id"] == task_id
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE"])
+@pytest.mark.parametrize("which", ["task", "user"])
+def test_stream_endpoints_refuse_other_methods(service, task_id, which, method):
+    url = (f"/api/v1/sse/tasks/{task_id}/progress" if which == "task"
+           else "/api/v1/sse/tasks/progress")
+    with service.client(service.token("alice"), timeout=10) as client:
+        response = client.request(method, url)
+    assert_error(response, 405)
+    assert "GET" in response.headers["allow"]

@@ -14,7 +14,7 @@ from django.conf import settings
 from django_eventstream.event import Event
 from django_eventstream.utils import make_id, sse_encode_event
 
-from .exceptions import DomainError, MethodNotAllowed
+from .exceptions import DomainError, InternalError, MethodNotAllowed
 from .fanout import CATCH_UP, Subscription, get_hub
 from .sse import (COMPLETE, PROGRESS, TOKEN_COOKIE, Credentials, StreamOpening, events_after,
                   open_task_stream, open_user_stream)
@@ -38,6 +38,7 @@ class ProgressStreamConsumer(AsyncHttpConsumer):
         """Serve one request, stopping as soon as the client goes away."""
         self.scope = scope
         self.base_send = send
+        self.started = False
         while True:  # the request body is empty for GET; read until it is complete
             message = await receive()
             if message["type"] == "http.disconnect":
@@ -54,6 +55,14 @@ class ProgressStreamConsumer(AsyncHttpConsumer):
             await asyncio.gather(stream, gone, return_exceptions=True)
         if stream.done() and not stream.cancelled() and stream.exception():
             logger.error("Stream failed", exc_info=stream.exception())
+            if not self.started and gone.cancelled():
+                # Never leave a client waiting on a response that will not come.
+                await self.send_error(InternalError())
+
+    async def send_headers(self, *, status: int = 200, headers: Any = None) -> None:
+        """Send the response start, remembering that it went out."""
+        self.started = True
+        await super().send_headers(status=status, headers=headers)
 
     async def open(self, credentials: Credentials, last_event_id: str | None) -> StreamOpening:
         """Authorize and read the opening events (subclasses)."""

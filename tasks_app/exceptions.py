@@ -77,6 +77,14 @@ class MethodNotAllowed(DomainError):
     default_detail = "Method not allowed."
 
 
+class InternalError(DomainError):
+    """Something failed that should not have; the response says so instead of hanging."""
+
+    status_code = 500
+    default_code = "internal_error"
+    default_detail = "The stream could not be opened because of a server error."
+
+
 class NotReady(DomainError):
     """The task has not completed, so its artifacts do not exist yet."""
 

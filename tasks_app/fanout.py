@@ -80,10 +80,6 @@ class Hub:
         if self.per_user[sub.user_id] <= 0:
             del self.per_user[sub.user_id]
 
-    def open_streams(self) -> int:
-        """How many streams this process serves."""
-        return sum(len(subs) for subs in self.subscriptions.values())
-
     def _start(self) -> None:
         if self.tasks and self.loop is asyncio.get_running_loop():
             return

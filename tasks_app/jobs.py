@@ -36,17 +36,19 @@ class ProgressReporter:
         self.task_id = task_id
         self.interval = settings.TASK_PROGRESS_INTERVAL if interval is None else interval
         self.last_write = 0.0
-        self.fraction = 0.0
         self.stage = ""
         self.written: tuple[float, str] | None = None
         self.estimator = EtaEstimator(started=time.monotonic())
 
+    @property
+    def fraction(self) -> float:
+        """Share of the job done so far (never decreasing)."""
+        return self.estimator.fraction
+
     def __call__(self, fraction: float, stage: str) -> None:
         """Pipeline callback: record progress and maybe write it."""
         now = time.monotonic()
-        fraction = min(max(fraction, self.fraction), 1.0)
-        self.estimator.update(now, fraction)
-        self.fraction = fraction
+        self.estimator.update(now, min(fraction, 1.0))
         stage_changed = stage != self.stage
         self.stage = stage
         if stage_changed or now - self.last_write >= self.interval:

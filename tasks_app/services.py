@@ -19,6 +19,7 @@ from .audio.probe import probe
 from .audio.registry import get_processor, validate_options
 from .exceptions import Conflict, IllegalTransition, InvalidAudio, InvalidInput, NotFound
 from .models import AudioFile, Task
+from .selectors import audio_files_visible_to
 
 logger = logging.getLogger(__name__)
 
@@ -95,8 +96,8 @@ def task_create(
     task_id: str | None = None,
 ) -> Task:
     """Create a pending task on one of the owner's audio files and enqueue it."""
-    audio = AudioFile.objects.filter(pk=audio_file_id).first()
-    if audio is None or (audio.owner_id != owner.pk and not owner.is_staff):
+    audio = audio_files_visible_to(owner).filter(pk=audio_file_id).first()
+    if audio is None:
         raise NotFound(f"Audio file {audio_file_id} not found.", field="audio_file")
     try:
         get_processor(kind)
@@ -201,11 +202,6 @@ def task_fail(*, task_id: str, error: str) -> Task | None:
         )
     except (IllegalTransition, NotFound):
         return None
-
-
-def task_is_processing(task_id: str) -> bool:
-    """Cheap check a running job makes to notice a cancel or delete."""
-    return Task.objects.filter(pk=task_id, state=State.PROCESSING).exists()
 
 
 # ------------------------------------------------------------------- helpers

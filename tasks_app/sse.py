@@ -9,7 +9,6 @@ from typing import Any
 from urllib.parse import unquote
 
 from django.conf import settings
-from django.contrib.auth.models import AnonymousUser
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 from django_eventstream.channelmanager import ChannelManagerBase
@@ -23,6 +22,7 @@ from rest_framework_simplejwt.exceptions import AuthenticationFailed, InvalidTok
 from .api.progress import task_progress
 from .exceptions import NotFound, Unauthenticated
 from .models import Task, user_channel
+from .selectors import tasks_visible_to
 
 logger = logging.getLogger(__name__)
 
@@ -46,10 +46,7 @@ class TaskChannelManager(ChannelManagerBase):
         if user is None or not user.is_authenticated:
             return False
         if channel.startswith("task-"):
-            task_id = channel[len("task-"):]
-            if user.is_staff:
-                return Task.objects.filter(pk=task_id).exists()
-            return Task.objects.filter(pk=task_id, owner_id=user.pk).exists()
+            return tasks_visible_to(user).filter(pk=channel[len("task-"):]).exists()
         if channel.startswith("user-"):
             return channel == user_channel(user.pk)
         return False
@@ -178,13 +175,14 @@ def open_task_stream(credentials: Credentials, task_id: str,
     """Authorize a per-task stream and read its snapshot and the events the client missed."""
     user = authenticate(credentials, task_id=task_id)
     channel = f"task-{task_id}"
-    if not TaskChannelManager().can_read_channel(user, channel):
-        raise NotFound(f"Task {task_id} not found.", field="task_id")
     last_seen = parse_last_event_id(last_event_raw, channel)
     # Read the counter before the task: the snapshot is then at least as new as the
     # counter, and every event after it is sent live, so nothing committed is missed.
+    # (The counter reveals nothing: an unreadable task is refused right after.)
     current = current_event_id(channel)
-    task = Task.objects.get(pk=task_id)
+    task = tasks_visible_to(user).filter(pk=task_id).first()
+    if task is None:
+        raise NotFound(f"Task {task_id} not found.", field="task_id")
     opening = StreamOpening(user_id=user.pk, channel=channel, last_id=current,
                             snapshot=[task_progress(task)])
     if last_seen is not None and last_seen <= current:
@@ -212,8 +210,6 @@ def open_task_stream(credentials: Credentials, task_id: str,
 def open_user_stream(credentials: Credentials, last_event_raw: str | None) -> StreamOpening:
     """Authorize the caller's all-tasks stream; snapshot every unfinished task."""
     user = authenticate(credentials, task_id=None)
-    if isinstance(user, AnonymousUser):
-        raise Unauthenticated()
     channel = user_channel(user.pk)
     last_seen = parse_last_event_id(last_event_raw, channel)
     current = current_event_id(channel)
@@ -227,7 +223,3 @@ def open_user_stream(credentials: Credentials, last_event_raw: str | None) -> St
         opening.snapshot_id = make_id({channel: current})
     return opening
 
-
-def max_streams_per_user() -> int:
-    """How many streams one user may hold open on one server process."""
-    return settings.SSE_MAX_STREAMS_PER_USER

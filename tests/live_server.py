@@ -51,13 +51,6 @@ class LiveService:
     workers: list[subprocess.Popen] = field(default_factory=list)
     extra: list[subprocess.Popen] = field(default_factory=list)
 
-    def manage(self, *args: str) -> str:
-        """Run a manage.py command against the service's database."""
-        done = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=self.env,
-                              capture_output=True, text=True, timeout=120)
-        assert done.returncode == 0, done.stderr
-        return done.stdout
-
     def token(self, username: str) -> str:
         """Obtain an access token through the API."""
         resp = httpx.post(f"{self.base_url}/api/v1/auth/token/",

@@ -73,11 +73,17 @@ def task_id(service, tmp_path_factory) -> str:
     return service.create_task(token, service.upload(token, path)["id"])["id"]
 
 
+def stream_path(which: str, task_id: str) -> str:
+    """The per-task stream of `task_id`, or the caller's all-tasks stream."""
+    if which == "task":
+        return f"/api/v1/sse/tasks/{task_id}/progress"
+    return "/api/v1/sse/tasks/progress"
+
+
 @pytest.mark.parametrize("value", ["²", "١٢", "user-1:²", "task-x:²"])
 @pytest.mark.parametrize("which", ["task", "user"])
 def test_unicode_digit_last_event_id_is_ignored(service, task_id, which, value):
-    url = (f"/api/v1/sse/tasks/{task_id}/progress" if which == "task"
-           else "/api/v1/sse/tasks/progress")
+    url = stream_path(which, task_id)
     with service.client(service.token("alice"), timeout=10) as client:
         status, events = read_events(client, f"{url}?{httpx.QueryParams(lastEventId=value)}",
                                      until=lambda evs: True, timeout=10)
@@ -88,8 +94,7 @@ def test_unicode_digit_last_event_id_is_ignored(service, task_id, which, value):
 @pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE"])
 @pytest.mark.parametrize("which", ["task", "user"])
 def test_stream_endpoints_refuse_other_methods(service, task_id, which, method):
-    url = (f"/api/v1/sse/tasks/{task_id}/progress" if which == "task"
-           else "/api/v1/sse/tasks/progress")
+    url = stream_path(which, task_id)
     with service.client(service.token("alice"), timeout=10) as client:
         response = client.request(method, url)
     assert_error(response, 405)

@@ -8,6 +8,6 @@ from .models import Task
 from .sse import publish_task
 
 
-def task_saved(sender: type[Task], instance: Task, **kwargs: Any) -> None:
+def task_saved(sender: type[Task], instance: Task, created: bool, **kwargs: Any) -> None:
     """Publish the task's TaskProgress; subscribers are woken once the change commits."""
-    publish_task(instance)
+    publish_task(instance, created=created)

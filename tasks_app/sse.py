@@ -59,7 +59,7 @@ class TaskChannelManager(ChannelManagerBase):
 # ----------------------------------------------------------------- publishing
 
 
-def publish_task(task: Task) -> None:
+def publish_task(task: Task, *, created: bool = False) -> None:
     """Store the task's TaskProgress (and `complete` when terminal) on its channels.
 
     The events are written inside the caller's transaction: the channel counter row stays
@@ -71,9 +71,11 @@ def publish_task(task: Task) -> None:
     events: list[Event] = []
     with transaction.atomic():
         for channel in (task.channel, user_channel(task.owner_id)):
-            # Create the counter in its own savepoint, so a concurrent first insert
-            # cannot break the outer transaction with an IntegrityError.
-            EventCounter.objects.get_or_create(name=channel)
+            if created:
+                # A new task's channels may have no counter yet: create it in its own
+                # savepoint, so a concurrent first insert cannot break the outer
+                # transaction with an IntegrityError. Later saves find it in place.
+                EventCounter.objects.get_or_create(name=channel)
             events.append(storage.append_event(channel, PROGRESS, payload))
             if task.is_terminal:
                 events.append(storage.append_event(channel, COMPLETE, payload))

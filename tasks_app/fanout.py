@@ -43,6 +43,8 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 RING_SIZE = 256
+# Events a stream writes at once: small writes let a slow client's buffer stay small.
+BATCH = 32
 KEEPALIVE = b": keep-alive\n\n"
 # How long a hole in the row ids (an insert not committed yet, on PostgreSQL) is looked for.
 HOLE_SECONDS = 10.0
@@ -187,8 +189,9 @@ class Hub:
                 del self.by_user[sub.user_id]
         sub.final = b""  # marks it closed for the expiry heap
 
-    def take(self, sub: Subscription) -> tuple[list[bytes] | None, bool]:
-        """Frames the stream has not sent, from the ring, and whether it must end after them.
+    def take(self, sub: Subscription, most: int = BATCH) -> tuple[list[bytes] | None, bool]:
+        """Up to `most` frames the stream has not sent, from the ring, and whether it must
+        end after them.
 
         None when the ring no longer reaches back to the stream's position: read storage.
         """
@@ -199,7 +202,8 @@ class Hub:
         if not ring or ring[0][0] > sub.last_id + 1:
             return None, False
         out: list[bytes] = []
-        for eid, kind, data in itertools.islice(ring, sub.last_id + 1 - ring[0][0], None):
+        start = sub.last_id + 1 - ring[0][0]
+        for eid, kind, data in itertools.islice(ring, start, start + most):
             out.append(data)
             sub.last_id = eid
             if kind == ERROR or (kind == COMPLETE and sub.ends_on_complete):

@@ -28,6 +28,7 @@ from django.urls import Resolver404, resolve
 logger = logging.getLogger(__name__)
 
 SCOPE_KEY = "tasks_app.send"
+STREAM_BUFFER_BYTES = 16 * 1024
 
 
 class Backpressure:
@@ -51,10 +52,15 @@ class Backpressure:
             request.registerProducer(producer, True)
         except (ValueError, RuntimeError, AttributeError):
             return None  # another producer is registered, or the connection is gone
+        transport = getattr(getattr(request, "channel", None), "transport", None)
+        if isinstance(getattr(transport, "bufferSize", None), int):
+            # Twisted pauses a producer past 64 KiB buffered; a stream needs far less.
+            transport.bufferSize = STREAM_BUFFER_BYTES
         return producer
 
     def pauseProducing(self) -> None:  # noqa: N802 - Twisted's interface
         """The client's buffer is full: hold writes."""
+        logger.debug("A stream's client stopped reading; holding its events")
         self.writable.clear()
 
     def resumeProducing(self) -> None:  # noqa: N802 - Twisted's interface

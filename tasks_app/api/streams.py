@@ -16,7 +16,7 @@ from django.views.decorators.csrf import csrf_exempt
 from ..streaming import Backpressure, sse_stream
 from ..events import COMPLETE, ERROR, LogEvent, events_after
 from ..exceptions import DomainError, InternalError, MethodNotAllowed
-from ..fanout import KEEPALIVE, Channel, Hub, Subscription, get_hub, run_db
+from ..fanout import BATCH, KEEPALIVE, Channel, Hub, Subscription, get_hub, run_db
 from ..models import user_channel
 from ..sse import (TOKEN_COOKIE, Credentials, StreamOpening, authenticate_user_stream,
                    open_task_stream, open_user_stream)
@@ -141,7 +141,7 @@ async def _live(hub: Hub, sub: Subscription, head: bytes,
 
 async def _page(sub: Subscription) -> tuple[list[bytes], bool]:
     """The next page of stored events after the stream's position."""
-    page = await run_db(events_after, sub.channel.name, sub.last_id)
+    page = await run_db(events_after, sub.channel.name, sub.last_id, limit=BATCH)
     if not page:
         # Nothing stored where the ring says there are newer events: they were trimmed.
         ring = sub.channel.ring

@@ -19,6 +19,7 @@ from . import services
 from .audio.errors import AudioError, Cancelled
 from .audio.progress import EtaEstimator
 from .audio.registry import get_processor
+from .isolation import JobCrashed, run_isolated
 from .models import Task
 
 logger = logging.getLogger(__name__)
@@ -125,14 +126,20 @@ def process(task_row: Task) -> None:
         processor = get_processor(task_row.kind)
         with local_copy(task_row.audio_file.file.name) as path, \
                 tempfile.TemporaryDirectory(prefix=f"{task_id}-") as folder:
-            result = processor.run(path, dict(task_row.options), reporter, folder)
+            options = dict(task_row.options)
+            # In a child process: a native abort, memory blow-up or hang fails this task only.
+            result = run_isolated(
+                lambda progress: processor.run(path, options, progress, folder), reporter,
+                timeout=settings.AUDIO_JOB_TIMEOUT_SECONDS, memory_mb=settings.AUDIO_JOB_MEMORY_MB,
+                idle=reporter.flush,
+            )
             reporter(1.0, reporter.stage or "finishing")
             reporter.flush()
             store_artifacts(task_id, folder, result)
     except Cancelled:
         logger.info("Task %s stopped: no longer processing", task_id)
         return
-    except AudioError as exc:
+    except (AudioError, JobCrashed) as exc:
         services.task_fail(task_id=task_id, error=str(exc))
         return
     except Exception as exc:  # noqa: BLE001 - any failure must end the task, not strand it

@@ -130,8 +130,10 @@ def test_damaged_packets_mid_file_are_skipped_not_fatal(tones: dict[str, Path], 
     decoder = Decoder(str(path))
     total = sum(block.shape[1] for block in decoder.blocks())
     assert decoder.decode_errors > 0
-    # Lost packets come back as silence, so the timeline keeps its length (to within a few frames).
-    assert abs(total / decoder.sample_rate - SECONDS) <= 0.1
+    assert [w["code"] for w in decoder.warnings()] == ["damaged_packets"]
+    # Damaged packets are skipped like ffmpeg skips them (here 27 frames, exactly as ffmpeg 5.1
+    # does; tests/test_audio_reference.py compares lengths): the rest decodes.
+    assert SECONDS - 1.0 <= total / decoder.sample_rate < SECONDS
 
 
 @pytest.mark.parametrize("fmt", list(FORMATS))

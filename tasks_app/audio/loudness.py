@@ -64,13 +64,25 @@ def k_weighting_sos(sample_rate: int) -> np.ndarray:
     return np.array([shelf, highpass])
 
 
-def channel_weights(channels: int) -> np.ndarray:
-    """BS.1770 channel weights: 1.0 for front channels, 1.41 for surrounds, 0 for LFE."""
-    if channels == 5:  # L R C Ls Rs
-        return np.array([1.0, 1.0, 1.0, 1.41, 1.41])
-    if channels == 6:  # L R C LFE Ls Rs
-        return np.array([1.0, 1.0, 1.0, 0.0, 1.41, 1.41])
-    return np.ones(channels)
+# BS.1770-4 weights by loudspeaker position: 1.41 for surrounds, the LFE left out, 1.0 for the rest.
+# Like ffmpeg's ebur128, every back, side or surround-direct channel counts as a surround.
+SURROUND_CHANNELS = frozenset({"BL", "BR", "BC", "SL", "SR", "TBL", "TBC", "TBR", "SDL", "SDR"})
+LFE_CHANNELS = frozenset({"LFE", "LFE2", "LFE3"})
+SURROUND_WEIGHT = 1.41
+# A file that names no positions (a plain multichannel WAV) gets the conventional order for 5 and 6
+# channels (L R C Ls Rs, L R C LFE Ls Rs) and weight 1.0 everywhere otherwise.
+UNNAMED_DEFAULTS = {5: ("FL", "FR", "FC", "BL", "BR"), 6: ("FL", "FR", "FC", "LFE", "BL", "BR")}
+
+
+def channel_weights(channels: int, names: tuple[str, ...] = ()) -> np.ndarray:
+    """BS.1770 channel weights from the stream's channel positions (FFmpeg names: FL, LFE, SL, ...)."""
+    if len(names) != channels or not any(name in SURROUND_CHANNELS | LFE_CHANNELS | {"FL", "FC"} for name in names):
+        names = UNNAMED_DEFAULTS.get(channels, ())
+    if len(names) != channels:
+        return np.ones(channels)
+    return np.array(
+        [0.0 if name in LFE_CHANNELS else SURROUND_WEIGHT if name in SURROUND_CHANNELS else 1.0 for name in names]
+    )
 
 
 def oversampling_phases(sample_rate: int) -> np.ndarray:
@@ -222,12 +234,12 @@ class TruePeakMeter:
 class LoudnessMeter:
     """Accumulate K-weighted 100 ms energies from blocks; derive integrated loudness and LRA at the end."""
 
-    def __init__(self, sample_rate: int, channels: int) -> None:
+    def __init__(self, sample_rate: int, channels: int, names: tuple[str, ...] = ()) -> None:
         self.sample_rate = sample_rate
         self.channels = channels
         self.sos = k_weighting_sos(sample_rate)
         self.zi = np.zeros((self.sos.shape[0], channels, 2))
-        self.weights = channel_weights(channels)
+        self.weights = channel_weights(channels, names)
         self.energies = FrameEnergies(sample_rate, SUB_BLOCKS_PER_SECOND)
 
     def process(self, block: np.ndarray) -> None:

@@ -154,7 +154,8 @@ def probe(path: str) -> AudioInfo:
         head_end = _decode_head(container, stream)
         if head_end is None:
             raise AudioError("truncated", "The file contains no decodable audio.")
-        if _length_is_a_guess(path, container):
+        guessed = _length_is_a_guess(path, container)
+        if guessed:
             declared = _demuxed_end(container, stream)
         else:
             declared = _declared_duration(container, stream)
@@ -172,17 +173,17 @@ def probe(path: str) -> AudioInfo:
             channels=int(ctx.channels),
             format=_short_format_name(container),
             codec=CODEC_NAMES.get(ctx.name, ctx.name),
-            bit_rate=_bit_rate(container, stream, size, duration),
+            bit_rate=_bit_rate(stream, container, size, duration, guessed),
             size=size,
             layout=ctx.layout.name,
             channel_names=tuple(channel.name for channel in ctx.layout.channels),
         )
 
 
-def _bit_rate(container: av.container.InputContainer, stream: av.audio.stream.AudioStream, size: int,
-              duration: float) -> int | None:
-    """The stream's bit rate; for raw streams the average over the file, since headers state the first frame's."""
-    if _short_format_name(container) in BITRATE_ESTIMATED_FORMATS and duration > 0:
+def _bit_rate(stream: av.audio.stream.AudioStream, container: av.container.InputContainer, size: int,
+              duration: float, guessed: bool) -> int | None:
+    """The stream's bit rate; the file's average where the header only states the first frame's (VBR)."""
+    if guessed and duration > 0:
         return int(round(size * 8 / duration))
     return int(stream.bit_rate or container.bit_rate or 0) or None
 

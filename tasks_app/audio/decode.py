@@ -177,6 +177,27 @@ class Decoder:
             yield np.ascontiguousarray(np.concatenate(pending, axis=1))
 
 
+# ffmpeg's ebur128 filter reads true peak from the signal resampled to this rate.
+RESAMPLED_PEAK_RATE = 192000
+
+
+def resampled_peak(path: str) -> float:
+    """Largest |sample| of the file resampled to 192 kHz by FFmpeg's resampler, as `ebur128=peak=true` reads it."""
+    peak = 0.0
+    with av.open(path, metadata_errors="ignore") as container:
+        stream = container.streams.audio[0]
+        if stream.codec_context.sample_rate >= RESAMPLED_PEAK_RATE:
+            return 0.0  # not resampled there: the plain samples, which the BS.1770 meter covers
+        # Packed output: PyAV mishandles planar frames of many channels.
+        resampler = av.AudioResampler(format="flt", layout=stream.codec_context.layout, rate=RESAMPLED_PEAK_RATE)
+        for frame in [*container.decode(stream), None]:
+            for out in resampler.resample(frame):
+                data = out.to_ndarray()
+                if data.size:
+                    peak = max(peak, float(data.max()), float(-data.min()))
+    return peak
+
+
 _END = object()
 
 

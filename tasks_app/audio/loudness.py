@@ -10,6 +10,11 @@ ABSOLUTE_GATE_LUFS = -70.0
 RELATIVE_GATE_LU = -10.0
 LRA_RELATIVE_GATE_LU = -20.0
 SUB_BLOCKS_PER_SECOND = 10  # 100 ms hop: 75 % overlap of 400 ms blocks, 10 Hz for 3 s windows
+# Energies are kept per 10 ms so the momentary maximum is found on a 10 ms grid: on the 100 ms
+# gating grid a 400 ms burst that starts between two steps reads up to 1.25 LU low (EBU Tech 3341
+# case 13). Gating and LRA still use the standard 100 ms steps, summed from these.
+FINE_FRAMES_PER_SECOND = 100
+FINE_PER_SUB_BLOCK = FINE_FRAMES_PER_SECOND // SUB_BLOCKS_PER_SECOND
 MOMENTARY_SUB_BLOCKS = 4
 SHORT_TERM_SUB_BLOCKS = 30
 
@@ -240,7 +245,7 @@ class LoudnessMeter:
         self.sos = k_weighting_sos(sample_rate)
         self.zi = np.zeros((self.sos.shape[0], channels, 2))
         self.weights = channel_weights(channels, names)
-        self.energies = FrameEnergies(sample_rate, SUB_BLOCKS_PER_SECOND)
+        self.energies = FrameEnergies(sample_rate, FINE_FRAMES_PER_SECOND)
 
     def process(self, block: np.ndarray) -> None:
         """Feed a float32 (channels, n) block."""
@@ -251,19 +256,40 @@ class LoudnessMeter:
         np.multiply(filtered, filtered, out=filtered)
         self.energies.add(self.weights @ filtered)
 
+    def _fine_sums(self) -> tuple[np.ndarray, np.ndarray]:
+        """Energy sums and sample counts of each complete 10 ms frame."""
+        means = self.energies.means()
+        lengths = np.diff((np.arange(means.size + 1) * self.sample_rate) // FINE_FRAMES_PER_SECOND)
+        return means * lengths, lengths.astype(np.float64)
+
     def sub_block_powers(self) -> np.ndarray:
         """Return the channel-weighted mean square of each complete 100 ms sub-block."""
-        return self.energies.means()
+        sums, lengths = self._fine_sums()
+        whole = (sums.size // FINE_PER_SUB_BLOCK) * FINE_PER_SUB_BLOCK
+        # 10 ms frame edges fall exactly on the 100 ms edges ((10k * rate) // 100 == (k * rate) // 10).
+        return (sums[:whole].reshape(-1, FINE_PER_SUB_BLOCK).sum(axis=1)
+                / lengths[:whole].reshape(-1, FINE_PER_SUB_BLOCK).sum(axis=1))
+
+    def momentary_max_power(self) -> float | None:
+        """Largest 400 ms mean square on the 10 ms grid; None if the input is shorter than 400 ms."""
+        sums, lengths = self._fine_sums()
+        width = MOMENTARY_SUB_BLOCKS * FINE_PER_SUB_BLOCK
+        if sums.size < width:
+            return None
+        energy = np.concatenate([[0.0], np.cumsum(sums)])
+        count = np.concatenate([[0.0], np.cumsum(lengths)])
+        return float(((energy[width:] - energy[:-width]) / (count[width:] - count[:-width])).max())
 
     def result(self) -> dict[str, float | None]:
         """Integrated loudness, loudness range and maximum momentary/short-term loudness."""
         powers = self.sub_block_powers()
         momentary = _window_powers(powers, MOMENTARY_SUB_BLOCKS)
         short_term = _window_powers(powers, SHORT_TERM_SUB_BLOCKS)
+        momentary_max = self.momentary_max_power()
         return {
             "integrated_lufs": _round(integrated_loudness(momentary)),
             "loudness_range_lu": _round(loudness_range(short_term)),
-            "momentary_max_lufs": _round(_lufs(float(momentary.max())) if momentary.size else None),
+            "momentary_max_lufs": _round(None if momentary_max is None else _lufs(momentary_max)),
             "short_term_max_lufs": _round(_lufs(float(short_term.max())) if short_term.size else None),
         }
 

@@ -16,7 +16,7 @@ from django.core.files.storage import default_storage
 from django_tasks import task
 
 from . import services
-from .audio.errors import AudioError, Cancelled
+from .audio.errors import AudioError, Cancelled, OptionsError
 from .audio.progress import EtaEstimator
 from .audio.registry import get_processor
 from .isolation import JobCrashed, run_isolated
@@ -108,6 +108,12 @@ def store_artifacts(task_id: str, folder: str, result: dict) -> None:
     result["artifacts"] = stored
 
 
+def keep_alive(task_id: str) -> None:
+    """Heartbeat while an isolated job is quiet (probing, drawing); raise Cancelled if it stopped."""
+    if not services.task_heartbeat(task_id=task_id):
+        raise Cancelled("The task is no longer processing.")
+
+
 @task(queue_name="default")
 def run_task(task_id: str) -> None:
     """Process one task from pending to completed, failed or cancelled."""
@@ -131,7 +137,7 @@ def process(task_row: Task) -> None:
             result = run_isolated(
                 lambda progress: processor.run(path, options, progress, folder), reporter,
                 timeout=settings.AUDIO_JOB_TIMEOUT_SECONDS, memory_mb=settings.AUDIO_JOB_MEMORY_MB,
-                idle=reporter.flush,
+                idle=lambda: keep_alive(task_id),
             )
             reporter(1.0, reporter.stage or "finishing")
             reporter.flush()
@@ -139,7 +145,7 @@ def process(task_row: Task) -> None:
     except Cancelled:
         logger.info("Task %s stopped: no longer processing", task_id)
         return
-    except (AudioError, JobCrashed) as exc:
+    except (AudioError, OptionsError, JobCrashed) as exc:
         services.task_fail(task_id=task_id, error=str(exc))
         return
     except Exception as exc:  # noqa: BLE001 - any failure must end the task, not strand it

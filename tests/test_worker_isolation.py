@@ -8,13 +8,19 @@ the test registers one extra kind, `nan_to_mp3`, in the service's processes thro
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
+from tasks_app import jobs, services
 from tasks_app.audio.generate import tone, write_audio
+from tasks_app.audio.registry import get_processor
+from tasks_app.models import Task
 
 from .live_server import ROOT, LiveService, payloads, read_events, start_service, stop_service
 from .test_audio_corpus import wav_bytes
@@ -93,3 +99,30 @@ def test_an_ordinary_file_still_analyses_in_the_isolated_child(service: LiveServ
     done, stored = finish(service, token, audio["id"], kind="analyze")
     assert done["state"] == "completed" and done["warnings"] == []
     assert stored["result"]["format"]["duration"] == pytest.approx(3.0, abs=0.01)
+
+
+def hang(*args: Any) -> dict:
+    """A processor stuck in a decoder: never reports, never returns."""
+    threading.Event().wait()
+    return {}
+
+
+@pytest.mark.django_db
+def test_a_job_past_its_time_limit_fails_its_task_with_a_readable_error(user, make_audio, monkeypatch, settings):
+    settings.AUDIO_JOB_TIMEOUT_SECONDS = 1
+    monkeypatch.setattr(jobs, "get_processor", lambda kind: dataclasses.replace(get_processor("analyze"), run=hang))
+    task = services.task_create(owner=user, audio_file_id=make_audio(user).pk)
+    jobs.run_task.call(task.id)
+    done = Task.objects.get(pk=task.id)
+    assert done.state == Task.State.FAILED
+    assert done.error == "The job ran longer than the 1 s limit and was stopped."
+
+
+@pytest.mark.django_db
+def test_a_silent_job_still_notices_cancel_through_its_heartbeat(user, make_audio, monkeypatch):
+    monkeypatch.setattr(jobs, "get_processor", lambda kind: dataclasses.replace(get_processor("analyze"), run=hang))
+    task = services.task_create(owner=user, audio_file_id=make_audio(user).pk)
+    claimed = services.task_start(task_id=task.id)
+    services.task_cancel(task_id=task.id)
+    jobs.process(claimed)  # returns only because the idle heartbeat sees the cancel and kills the child
+    assert Task.objects.get(pk=task.id).state == Task.State.CANCELLED

@@ -91,6 +91,10 @@ def run_isolated(
 def _child(sender: Connection, job: Callable[[ProgressFn], object], memory_mb: int | None) -> None:
     """Child side: apply limits, run the job, send progress and exactly one outcome."""
     _die_with_parent()
+    # Ctrl-C and SIGTERM reach the whole process group; the worker decides (finish the job
+    # gracefully, or exit and take this child with it), so the child ignores them.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if memory_mb:
         # Address space, not RSS: it is what the kernel can refuse per allocation, so a runaway
         # allocation fails as MemoryError (or an abort) in this child instead of waking the OOM killer.

@@ -46,7 +46,7 @@ def _frame_to_float(frame: av.AudioFrame, channels: int) -> np.ndarray:
 
 def _repair(data: np.ndarray) -> int:
     """Zero non-finite or absurd float samples in place; return how many there were."""
-    # One max() over the block is the fast path: NaN propagates through it and fails the test.
+    # One max() over the block is the fast path: NaN propagates through it and fails the comparison.
     if float(np.abs(data).max(initial=0.0)) <= MAX_FLOAT_SAMPLE:
         return 0
     bad = ~(np.abs(data) <= MAX_FLOAT_SAMPLE)
@@ -57,7 +57,7 @@ def _repair(data: np.ndarray) -> int:
 class Decoder:
     """Iterate over a file's audio as float32 blocks; `expected_samples` sizes progress reports.
 
-    Damaged packets become silence (`decode_errors`), NaN/infinite/absurd float samples become
+    Damaged packets are skipped (`decode_errors`), NaN/infinite/absurd float samples become
     silence (`repaired_samples`), and a stream whose channel layout or sample rate changes midway is
     converted to the first one (`stream_changes`); `warnings()` describes what was done.
     """

@@ -24,7 +24,7 @@ OUTPUT_FORMATS = ("mp3", "opus", "m4a", "flac", "wav")
 # BS.1770 interpolator. A verified overshoot still triggers a corrective pass.
 CEILING_MARGIN_DB = {"mp3": 1.5, "m4a": 1.5, "opus": 1.5, "flac": 0.5, "wav": 0.5}
 # The encoded file is measured again; if it misses the target by more than this, or its true peak
-# is over the ceiling, the apply pass runs once more with corrected gain and limiter ceiling.
+# is over the ceiling, the apply pass runs again with corrected gain and limiter ceiling.
 LOUDNESS_TOLERANCE_LU = 0.5
 # Passes before accepting a missed loudness target (with a warning); an output over the ceiling is
 # never accepted: after MAX_CEILING_ATTEMPTS passes the task fails instead.

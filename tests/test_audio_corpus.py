@@ -71,7 +71,7 @@ def wav_bytes(
 
 def encode(path: Path, samples: np.ndarray, rate: int, fmt: str, codec: str, *, layout: str | None = None,
            options: dict[str, str] | None = None, codec_options: dict[str, str] | None = None,
-           bit_rate: int | None = None) -> None:
+           bit_rate: int | None = None, qscale: int | None = None) -> None:
     """Encode with PyAV directly, for container and codec settings the pipeline's writer never uses."""
     channels = samples.shape[0]
     layout = layout or {1: "mono", 2: "stereo"}[channels]
@@ -79,6 +79,8 @@ def encode(path: Path, samples: np.ndarray, rate: int, fmt: str, codec: str, *, 
         stream = container.add_stream(codec, rate=rate, layout=layout, options=codec_options or {})
         if bit_rate:
             stream.bit_rate = bit_rate
+        if qscale is not None:
+            stream.codec_context.qscale = qscale  # VBR at that quality, like `-q:a`
         step = 4096
         for start in range(0, samples.shape[1], step):
             frame = av.AudioFrame.from_ndarray(
@@ -167,18 +169,22 @@ def ogg_chained(folder: Path) -> Path:
     return path
 
 
+def silence_then_music(silence: float, music_seconds: float) -> np.ndarray:
+    """Digital silence, then music: the first frames of a VBR stream are tiny, so a bit-rate guess is far off."""
+    return np.concatenate([np.zeros((2, int(silence * RATE)), dtype=np.float32), music_samples(music_seconds)], axis=1)
+
+
 def adts_aac(folder: Path) -> Path:
-    """A raw ADTS AAC stream (.aac), whose duration no header states."""
+    """A raw ADTS AAC stream (.aac) starting with silence; no header states its length (ffprobe guesses ~10x)."""
     path = folder / "adts.aac"
-    encode(path, music_samples(4.0), RATE, "adts", "aac", bit_rate=128000)
+    encode(path, silence_then_music(2.0, 4.0), RATE, "adts", "aac")
     return path
 
 
 def vbr_mp3_without_xing(folder: Path) -> Path:
-    """A VBR MP3 that starts with 2 s of silence and has no Xing header: its bit rate guess is far off."""
-    samples = np.concatenate([np.zeros((2, 2 * RATE), dtype=np.float32), music_samples(6.0)], axis=1)
+    """A VBR MP3 that starts with 2 s of silence and has no Xing header (ffprobe guesses ~7x its length)."""
     path = folder / "vbr.mp3"
-    raw_mp3(path, samples, RATE, codec_options={"q": "2"}, bit_rate=None)
+    raw_mp3(path, silence_then_music(2.0, 6.0), RATE, qscale=2)
     return path
 
 
@@ -257,7 +263,7 @@ CASES = [
     Case("64 channels", wav("64ch.wav", noise(0.5, channels=64)), "ok", ("wav", "mp3"), 0.5),
     Case("ogg with chained streams", ogg_chained, "ok", ("mp3",), 3.0),
     Case("cover art only", write("cover.mp3", id3_cover_art_only()), "either"),
-    Case("adts aac", adts_aac, "ok", ("mp3",), 4.0),
+    Case("adts aac", adts_aac, "ok", ("mp3",), 6.0),
     Case("vbr mp3 without xing header, silent start", vbr_mp3_without_xing, "ok", ("mp3",), 8.0),
     # The damaged stretch is lost (as in ffmpeg, see test_audio_reference.py): no true length to expect.
     Case("mp3 with 20 KB of damage", damaged_mp3, "ok", ("mp3",), warns=("damaged_packets",)),
@@ -394,3 +400,34 @@ def test_multichannel_loudness_uses_the_streams_layout(mask: int, weights: list[
     assert isinstance(result, dict)
     expected = layout_weighted_loudness(samples, RATE, weights)
     assert result["loudness"]["integrated_lufs"] == pytest.approx(expected, abs=0.1)
+
+
+def normalize_in_process(path: Path, folder: Path, **options: object) -> dict[str, object]:
+    """Run `normalize` here (monkeypatched constants apply only in this process)."""
+    checked = validate_options("normalize", options)
+    return get_processor("normalize").run(str(path), checked, lambda fraction, stage: None, str(folder))
+
+
+def test_an_encoded_output_over_the_ceiling_is_encoded_again_until_it_is_under(tmp_path: Path,
+                                                                               monkeypatch) -> None:
+    from tasks_app.audio.processors import normalize
+
+    # No headroom for the AAC encoder's overshoot, so the first pass lands over the ceiling.
+    monkeypatch.setitem(normalize.CEILING_MARGIN_DB, "m4a", 0.0)
+    path = wav("hot.wav", noise(3.0, level_db=-20.0))(tmp_path)
+    result = normalize_in_process(path, tmp_path, output_format="m4a", target_lufs=-8.0)
+    assert result["attempts"] > 1
+    assert result["output"]["true_peak_dbtp"] <= result["true_peak_ceiling"]
+    assert result["ceiling_margin_db"] >= 0
+
+
+def test_an_output_that_stays_over_the_ceiling_fails_instead_of_completing(tmp_path: Path, monkeypatch) -> None:
+    from tasks_app.audio.processors import normalize
+
+    monkeypatch.setitem(normalize.CEILING_MARGIN_DB, "m4a", 0.0)
+    monkeypatch.setattr(normalize, "MAX_CEILING_ATTEMPTS", 1)
+    path = wav("hot.wav", noise(3.0, level_db=-20.0))(tmp_path)
+    with pytest.raises(AudioError) as caught:
+        normalize_in_process(path, tmp_path, output_format="m4a", target_lufs=-8.0)
+    assert caught.value.code == "over_ceiling"
+    assert not (tmp_path / "output.m4a").exists()

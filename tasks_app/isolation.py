@@ -74,6 +74,7 @@ def run_isolated(
             if kind == "progress":
                 progress(message[1], message[2])
             elif kind == "result":
+                logger.info("Isolated job done: peak RSS %.0f MB", message[2] / 1024)
                 return message[1]
             else:
                 _, error, child_traceback = message
@@ -106,7 +107,7 @@ def _child(sender: Connection, job: Callable[[ProgressFn], object], memory_mb: i
         sender.send(("progress", fraction, stage))
 
     try:
-        outcome: tuple[object, ...] = ("result", job(report))
+        outcome: tuple[object, ...] = ("result", job(report), _peak_rss_kb())
     except BaseException as exc:  # noqa: BLE001 - every failure goes to the parent to report
         outcome = ("error", _picklable(exc), traceback.format_exc())
     try:
@@ -131,6 +132,18 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     except (OSError, AttributeError):
         pass  # not Linux: the pipe still breaks and the child's next send fails
+
+
+def _peak_rss_kb() -> int:
+    """This process's peak resident memory (VmHWM) in KiB; its parent cannot read it once it exits."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
 
 
 def _address_space() -> int:

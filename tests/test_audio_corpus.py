@@ -431,3 +431,16 @@ def test_an_output_that_stays_over_the_ceiling_fails_instead_of_completing(tmp_p
         normalize_in_process(path, tmp_path, output_format="m4a", target_lufs=-8.0)
     assert caught.value.code == "over_ceiling"
     assert not (tmp_path / "output.m4a").exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("header_rate", [1, 2147483647])
+def test_an_absurd_sample_rate_is_refused_at_upload_naming_the_file(auth_client, user, tmp_path: Path,
+                                                                    header_rate: int) -> None:
+    path = wav("odd.wav", TONE, header_rate=header_rate)(tmp_path)
+    with path.open("rb") as fh:
+        response = auth_client(user).post("/api/v1/audio/", {"file": fh}, format="multipart")
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert (error["code"], error["field"]) == ("unsupported_rate", "file")
+    assert f"{header_rate} Hz" in error["message"]

@@ -15,8 +15,10 @@ from tasks_app.audio.results import warning
 # to matter and for progress to be reported many times a second.
 BLOCK_SAMPLES = 65536
 
-# Damaged packets tolerated (skipped) before the file is rejected.
+# Damaged packets are skipped; the file is rejected only when more than this many are damaged and
+# they are more than MAX_DAMAGED_SHARE of its packets, so a long file with scattered damage decodes.
 MAX_DECODE_ERRORS = 100
+MAX_DAMAGED_SHARE = 0.1
 # Blocks decoded ahead of the consumer by the background thread; bounds memory to a few blocks.
 PREFETCH_BLOCKS = 3
 
@@ -72,6 +74,7 @@ class Decoder:
         # AAC in MP4 decodes to whole frames past the declared end; cut back to the declared length.
         self._limit = self.expected_samples if self.info.format == "mp4" else None
         self.decode_errors = 0
+        self.packets = 0
         self.repaired_samples = 0
         self.stream_changes = 0
         self._resampler: av.AudioResampler | None = None
@@ -122,6 +125,7 @@ class Decoder:
             with av.open(self.path, metadata_errors="ignore") as container:
                 stream = container.streams.audio[0]
                 for packet in container.demux(stream):
+                    self.packets += 1
                     try:
                         frames = packet.decode()
                     except av.FFmpegError:
@@ -129,7 +133,8 @@ class Decoder:
                         # bytes around it are lost to resynchronisation anyway, so padding only
                         # this packet with silence would not restore the timeline either.
                         self.decode_errors += 1
-                        if self.decode_errors > MAX_DECODE_ERRORS:
+                        if (self.decode_errors > MAX_DECODE_ERRORS
+                                and self.decode_errors > MAX_DAMAGED_SHARE * self.packets):
                             raise AudioError("not_audio", "The audio is too damaged to decode.") from None
                         continue
                     for frame in frames:

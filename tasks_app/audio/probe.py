@@ -12,6 +12,8 @@ from tasks_app.audio.errors import AudioError
 TAIL_SECONDS = 3.0
 # A file whose decodable audio stops this much before its declared end is reported as truncated.
 TRUNCATION_TOLERANCE = 0.5
+# Packets at the end of a cut file that may fail to decode without counting as damage mid-file.
+CUT_PACKETS = 2
 # Container families whose decoded stream carries encoder padding past the declared duration.
 PADDED_CONTAINERS = frozenset({"mov,mp4,m4a,3gp,3g2,mj2", "mp4", "mov"})
 # Decoder implementation names mapped to the codec they decode.
@@ -163,7 +165,12 @@ def probe(path: str) -> AudioInfo:
         # A file shorter than the head check was decoded whole already; the tail finds nothing more.
         end = head_end if tail_end is None else max(head_end, tail_end)
         if end is None or end < declared - TRUNCATION_TOLERANCE:
-            raise AudioError("truncated", "The audio stops before its declared end; the file was cut off.")
+            # Damage mid-file also shortens the decoded timeline; only a file whose audio ends early
+            # with no damage before its last packets was cut off. (The slow check runs only here.)
+            damaged_end = _end_if_damaged(container, stream)
+            if damaged_end is None:
+                raise AudioError("truncated", "The audio stops before its declared end; the file was cut off.")
+            end = declared = damaged_end
         # Tail timestamps overshoot by codec delay or padding (MP3, AAC) and the declared length
         # overshoots by pre-skip (Opus), so the smaller of the two is the true length.
         duration = min(declared, end) if declared > 0 else end
@@ -201,6 +208,27 @@ def _length_is_a_guess(path: str, container: av.container.InputContainer) -> boo
         # The VBR header sits in the first frame, within its first few hundred bytes.
         first_frame = fh.read(4096)
     return not any(tag in first_frame for tag in VBR_TAGS)
+
+
+def _end_if_damaged(container: av.container.InputContainer, stream: av.audio.stream.AudioStream) -> float | None:
+    """Decode the whole stream; where it ends if packets before its last few failed to decode, else None."""
+    try:
+        container.seek(0, stream=stream)
+    except av.FFmpegError:
+        return None
+    failed: list[int] = []
+    index = 0
+    samples = 0
+    rate = stream.codec_context.sample_rate
+    for index, packet in enumerate(container.demux(stream)):
+        try:
+            samples += sum(frame.samples for frame in packet.decode())
+        except av.FFmpegError:
+            failed.append(index)
+    # A file cut inside a packet fails to decode only at its very end.
+    if not any(position < index - CUT_PACKETS for position in failed):
+        return None
+    return samples / rate
 
 
 def _demuxed_end(container: av.container.InputContainer, stream: av.audio.stream.AudioStream) -> float:

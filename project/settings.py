@@ -203,6 +203,10 @@ CORS_EXPOSE_HEADERS = ["Retry-After"]
 
 # Worker: how often progress is written, and how often a running job checks for cancel.
 TASK_PROGRESS_INTERVAL = float(env("TASK_PROGRESS_INTERVAL", "0.25"))
+# Each job runs in a child process bounded in wall time and in memory (address space beyond the
+# worker's own); past either it is stopped and the task fails with a readable error.
+AUDIO_JOB_TIMEOUT_SECONDS = env_int("AUDIO_JOB_TIMEOUT_SECONDS", 7200)
+AUDIO_JOB_MEMORY_MB = env_int("AUDIO_JOB_MEMORY_MB", 4096)
 
 if PRODUCTION:
     SESSION_COOKIE_SECURE = True

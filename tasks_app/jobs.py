@@ -16,9 +16,10 @@ from django.core.files.storage import default_storage
 from django_tasks import task
 
 from . import services
-from .audio.errors import AudioError, Cancelled
+from .audio.errors import AudioError, Cancelled, OptionsError
 from .audio.progress import EtaEstimator
 from .audio.registry import get_processor
+from .isolation import JobCrashed, run_isolated
 from .models import Task
 
 logger = logging.getLogger(__name__)
@@ -112,6 +113,12 @@ def store_artifacts(task_id: str, attempt: int, folder: str, result: dict) -> No
     result["artifacts"] = stored
 
 
+def keep_alive(task_id: str, attempt: int) -> None:
+    """Heartbeat while an isolated job is quiet (probing, drawing); raise Cancelled if it stopped."""
+    if not services.task_heartbeat(task_id=task_id, attempt=attempt):
+        raise Cancelled("The task is no longer processing.")
+
+
 @task(queue_name="default")
 def run_task(task_id: str) -> None:
     """Process one task from pending to completed, failed or cancelled."""
@@ -130,14 +137,20 @@ def process(task_row: Task) -> None:
         processor = get_processor(task_row.kind)
         with local_copy(task_row.audio_file.file.name) as path, \
                 tempfile.TemporaryDirectory(prefix=f"{task_id}-") as folder:
-            result = processor.run(path, dict(task_row.options), reporter, folder)
+            options = dict(task_row.options)
+            # In a child process: a native abort, memory blow-up or hang fails this task only.
+            result = run_isolated(
+                lambda progress: processor.run(path, options, progress, folder), reporter,
+                timeout=settings.AUDIO_JOB_TIMEOUT_SECONDS, memory_mb=settings.AUDIO_JOB_MEMORY_MB,
+                idle=lambda: keep_alive(task_id, attempt),
+            )
             reporter(1.0, reporter.stage or "finishing")
             reporter.flush()
             store_artifacts(task_id, attempt, folder, result)
     except Cancelled:
         logger.info("Task %s stopped: no longer processing", task_id)
         return
-    except AudioError as exc:
+    except (AudioError, OptionsError, JobCrashed) as exc:
         services.task_fail(task_id=task_id, attempt=attempt, error=str(exc))
         return
     except Exception as exc:  # noqa: BLE001 - any failure must end the task, not strand it

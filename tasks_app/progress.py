@@ -18,12 +18,21 @@ class TaskProgressSerializer(serializers.ModelSerializer):
     updated_at = serializers.DateTimeField(format=TIMESTAMP_FORMAT, read_only=True)
     estimated_time = serializers.FloatField(allow_null=True, read_only=True)
     error = serializers.CharField(allow_null=True, read_only=True)
+    warnings = serializers.SerializerMethodField(
+        help_text="A completed task's result warnings ({code, message}): what was repaired, or how "
+                  "far the result is from what was asked. Empty otherwise.")
 
     class Meta:
         model = Task
         fields = ["task_id", "state", "progress", "estimated_time", "updated_at", "stage",
-                  "error", "attempts"]
+                  "error", "attempts", "warnings"]
         read_only_fields = fields
+
+    def get_warnings(self, task: Task) -> list[dict[str, str]]:
+        """The result's warnings once completed, so a client that only follows the stream sees them."""
+        if task.state != Task.State.COMPLETED or not isinstance(task.result, dict):
+            return []
+        return list(task.result.get("warnings") or [])
 
 
 def task_progress(task: Task) -> dict[str, Any]:

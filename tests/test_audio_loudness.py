@@ -140,3 +140,17 @@ def test_interpolator_matches_a_reference_polyphase_upsampler(rate: int) -> None
     extended = np.concatenate([np.zeros(TAPS_PER_PHASE, dtype=np.float32), samples])
     values = Interpolator(rate).outputs(extended, 37, 1000)
     np.testing.assert_allclose(values.reshape(-1), reference[37 * factor :], atol=1e-5)
+
+
+@pytest.mark.parametrize("index", range(1, 21))
+def test_tech_3341_case_13_momentary_maximum_off_the_100_ms_grid(index: int) -> None:
+    # Modelled on case 13: a 400 ms burst at -23 LUFS in silence, starting 5 ms later in each of 20
+    # files (so mostly off the 100 ms grid); the momentary maximum must read -23.0 +/- 0.1 LU. On the
+    # 100 ms grid alone 16 of the 20 read up to 1.25 LU low.
+    offset = int(round(index * 0.005 * RATE))
+    signal = np.concatenate([
+        np.zeros((2, RATE + offset), dtype=np.float32),
+        sequence([(-23.0, 0.4)]),
+        np.zeros((2, RATE), dtype=np.float32),
+    ], axis=1)
+    assert measure(signal)["momentary_max_lufs"] == pytest.approx(-23.0, abs=0.1)

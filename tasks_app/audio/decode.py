@@ -9,17 +9,25 @@ import numpy as np
 
 from tasks_app.audio.errors import AudioError
 from tasks_app.audio.probe import AudioInfo, probe
+from tasks_app.audio.results import warning
 
 # About 1.5 s at 44.1 kHz: big enough to amortise Python overhead, small enough for the CPU cache
 # to matter and for progress to be reported many times a second.
 BLOCK_SAMPLES = 65536
 
-# Damaged packets tolerated (skipped) before the file is rejected.
+# Damaged packets are skipped; the file is rejected only when more than this many are damaged and
+# they are more than MAX_DAMAGED_SHARE of its packets, so a long file with scattered damage decodes.
 MAX_DECODE_ERRORS = 100
+MAX_DAMAGED_SHARE = 0.1
 # Blocks decoded ahead of the consumer by the background thread; bounds memory to a few blocks.
 PREFETCH_BLOCKS = 3
 
 _INT_SCALE = {"u8": 1 / 128, "s16": 1 / 32768, "s32": 1 / 2147483648}
+# Float samples beyond +60 dBFS are not audio but garbage (1e30 squares to infinity in float32);
+# they are repaired like NaN and infinity: set to silence, counted, reported as a warning.
+MAX_FLOAT_SAMPLE = 1000.0
+# PyAV reads planar frames of 8 or more channels out of bounds (a crash); those are packed first.
+PACKED_FROM_CHANNELS = 8
 
 
 def _frame_to_float(frame: av.AudioFrame, channels: int) -> np.ndarray:
@@ -38,8 +46,23 @@ def _frame_to_float(frame: av.AudioFrame, channels: int) -> np.ndarray:
     raise AudioError("unsupported_format", f"Unsupported decoded sample format {fmt}.")
 
 
+def _repair(data: np.ndarray) -> int:
+    """Zero non-finite or absurd float samples in place; return how many there were."""
+    # One max() over the block is the fast path: NaN propagates through it and fails the comparison.
+    if float(np.abs(data).max(initial=0.0)) <= MAX_FLOAT_SAMPLE:
+        return 0
+    bad = ~(np.abs(data) <= MAX_FLOAT_SAMPLE)
+    data[bad] = 0.0
+    return int(bad.sum())
+
+
 class Decoder:
-    """Iterate over a file's audio as float32 blocks; `expected_samples` sizes progress reports."""
+    """Iterate over a file's audio as float32 blocks; `expected_samples` sizes progress reports.
+
+    Damaged packets are skipped (`decode_errors`), NaN/infinite/absurd float samples become
+    silence (`repaired_samples`), and a stream whose channel layout or sample rate changes midway is
+    converted to the first one (`stream_changes`); `warnings()` describes what was done.
+    """
 
     def __init__(self, path: str, info: AudioInfo | None = None, block_samples: int = BLOCK_SAMPLES) -> None:
         self.path = path
@@ -51,27 +74,83 @@ class Decoder:
         # AAC in MP4 decodes to whole frames past the declared end; cut back to the declared length.
         self._limit = self.expected_samples if self.info.format == "mp4" else None
         self.decode_errors = 0
+        self.packets = 0
+        self.repaired_samples = 0
+        self.stream_changes = 0
+        self._resampler: av.AudioResampler | None = None
+        self._packer: av.AudioResampler | None = None
+
+    def warnings(self) -> list[dict[str, str]]:
+        """What was repaired or converted while decoding, as result warnings."""
+        found = []
+        if self.repaired_samples:
+            found.append(warning(
+                "non_finite_samples",
+                f"{self.repaired_samples} sample(s) were NaN, infinite or beyond +60 dBFS; they were measured as silence.",
+            ))
+        if self.decode_errors:
+            found.append(warning(
+                "damaged_packets", f"{self.decode_errors} damaged packet(s) could not be decoded and were skipped."
+            ))
+        if self.stream_changes:
+            found.append(warning(
+                "stream_changed",
+                f"The channel layout or sample rate changes inside the file; {self.stream_changes} frame(s) were "
+                f"converted to {self.channels} channel(s) at {self.sample_rate} Hz.",
+            ))
+        return found
+
+    def _convert(self, frame: av.AudioFrame) -> np.ndarray:
+        """A frame whose layout or rate differs from the stream's start, converted to the start's."""
+        self.stream_changes += 1
+        try:
+            if self._resampler is None:
+                self._resampler = av.AudioResampler(format="flt", layout=self.info.layout, rate=self.sample_rate)
+            converted = self._resampler.resample(frame)
+        except (av.FFmpegError, ValueError) as exc:
+            raise AudioError("unsupported_format", "The channel layout changes inside the file in a way that "
+                             "cannot be converted.") from exc
+        chunks = [_frame_to_float(out, self.channels) for out in converted]
+        return np.concatenate(chunks, axis=1) if chunks else np.zeros((self.channels, 0), dtype=np.float32)
+
+    def _pack(self, frame: av.AudioFrame) -> np.ndarray:
+        """A planar frame with many channels, read through a packed copy."""
+        if self._packer is None:
+            self._packer = av.AudioResampler(format="flt", layout=frame.layout, rate=frame.sample_rate)
+        chunks = [_frame_to_float(out, self.channels) for out in self._packer.resample(frame)]
+        return np.concatenate(chunks, axis=1) if chunks else np.zeros((self.channels, 0), dtype=np.float32)
 
     def _frames(self) -> Iterator[np.ndarray]:
         try:
             with av.open(self.path, metadata_errors="ignore") as container:
                 stream = container.streams.audio[0]
                 for packet in container.demux(stream):
+                    self.packets += 1
                     try:
                         frames = packet.decode()
-                    except av.InvalidDataError:
-                        # A damaged packet mid-file becomes silence of the same length, so later
-                        # timestamps stay true; probe has already rejected cut-off or non-audio files.
+                    except av.FFmpegError:
+                        # A damaged packet is skipped and counted, as ffmpeg and players do: the
+                        # bytes around it are lost to resynchronisation anyway, so padding only
+                        # this packet with silence would not restore the timeline either.
                         self.decode_errors += 1
-                        if self.decode_errors > MAX_DECODE_ERRORS:
+                        if (self.decode_errors > MAX_DECODE_ERRORS
+                                and self.decode_errors > MAX_DAMAGED_SHARE * self.packets):
                             raise AudioError("not_audio", "The audio is too damaged to decode.") from None
-                        if packet.duration and packet.time_base is not None:
-                            lost = int(round(float(packet.duration * packet.time_base) * self.sample_rate))
-                            yield np.zeros((self.channels, lost), dtype=np.float32)
                         continue
                     for frame in frames:
-                        if frame.samples:
-                            yield _frame_to_float(frame, self.channels)
+                        if not frame.samples:
+                            continue
+                        if frame.layout.nb_channels != self.channels or frame.sample_rate != self.sample_rate:
+                            chunk = self._convert(frame)
+                        elif frame.format.is_planar and self.channels >= PACKED_FROM_CHANNELS:
+                            chunk = self._pack(frame)
+                        else:
+                            chunk = _frame_to_float(frame, self.channels)
+                        if frame.format.name.rstrip("p") in ("flt", "dbl"):
+                            if not chunk.flags.writeable:
+                                chunk = chunk.copy()
+                            self.repaired_samples += _repair(chunk)
+                        yield chunk
         except av.FFmpegError as exc:
             raise AudioError("truncated", f"The audio could not be decoded to the end: {exc}") from exc
 
@@ -84,8 +163,6 @@ class Decoder:
         pending_len = 0
         produced = 0
         for chunk in self._frames():
-            if chunk.shape[0] != self.channels:
-                raise AudioError("unsupported_format", "The channel count changes inside the file.")
             if self._limit is not None:
                 room = self._limit - produced - pending_len
                 if room <= 0:
@@ -103,6 +180,27 @@ class Decoder:
                 yield block
         if pending_len:
             yield np.ascontiguousarray(np.concatenate(pending, axis=1))
+
+
+# ffmpeg's ebur128 filter reads true peak from the signal resampled to this rate.
+RESAMPLED_PEAK_RATE = 192000
+
+
+def resampled_peak(path: str) -> float:
+    """Largest |sample| of the file resampled to 192 kHz by FFmpeg's resampler, as `ebur128=peak=true` reads it."""
+    peak = 0.0
+    with av.open(path, metadata_errors="ignore") as container:
+        stream = container.streams.audio[0]
+        if stream.codec_context.sample_rate >= RESAMPLED_PEAK_RATE:
+            return 0.0  # not resampled there: the plain samples, which the BS.1770 meter covers
+        # Packed output: PyAV mishandles planar frames of many channels.
+        resampler = av.AudioResampler(format="flt", layout=stream.codec_context.layout, rate=RESAMPLED_PEAK_RATE)
+        for frame in [*container.decode(stream), None]:
+            for out in resampler.resample(frame):
+                data = out.to_ndarray()
+                if data.size:
+                    peak = max(peak, float(data.max()), float(-data.min()))
+    return peak
 
 
 _END = object()

@@ -37,8 +37,26 @@ def _encoder_rate(fmt: str, sample_rate: int) -> int:
     return min(higher) if higher else max(rates)
 
 
-def _layout(channels: int) -> str:
-    return {1: "mono", 2: "stereo", 3: "2.1", 4: "quad", 5: "5.0", 6: "5.1"}.get(channels, f"{channels}c")
+# Most channels each format holds (the stdlib WAV writer takes any count, without positions).
+MAX_CHANNELS: dict[str, int] = {"wav": 65535, "flac": 8, "mp3": 2, "opus": 8, "m4a": 8}
+# The layout written for a channel count when the input's own cannot be (unnamed, or refused by the codec).
+DEFAULT_LAYOUTS = {1: "mono", 2: "stereo", 3: "3.0", 4: "quad", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
+# Named layouts an encoder refuses although it takes that many channels.
+REFUSED_LAYOUTS: dict[str, frozenset[str]] = {"opus": frozenset({"2.1", "4.0"}), "m4a": frozenset({"6.1"})}
+# PyAV builds planar frames of 8 or more channels wrongly (IndexError); those go in packed.
+PACKED_FROM_CHANNELS = 8
+
+
+def output_layout(fmt: str, channels: int, layout: str | None = None) -> str:
+    """The channel layout to encode `channels` channels in `fmt`: the input's `layout` where possible."""
+    if layout and layout not in REFUSED_LAYOUTS.get(fmt, frozenset()):
+        try:
+            named = av.AudioLayout(layout)
+        except (ValueError, TypeError):
+            named = None
+        if named is not None and named.nb_channels == channels and all(c.name != "NONE" for c in named.channels):
+            return layout
+    return DEFAULT_LAYOUTS.get(channels, f"{channels} channels")
 
 
 def _to_int16_interleaved(block: np.ndarray) -> bytes:
@@ -54,10 +72,13 @@ class AudioWriter:
     """Encode float blocks shaped (channels, n) to `path` in `fmt`; use as a context manager."""
 
     def __init__(
-        self, path: str, fmt: str, sample_rate: int, channels: int, bit_rate_kbps: int | None = None
+        self, path: str, fmt: str, sample_rate: int, channels: int, bit_rate_kbps: int | None = None,
+        layout: str | None = None,
     ) -> None:
         if fmt not in FORMATS:
             raise ValueError(f"unsupported output format {fmt!r}")
+        if channels > MAX_CHANNELS[fmt]:
+            raise ValueError(f"{fmt} holds at most {MAX_CHANNELS[fmt]} channels")
         self.fmt = fmt
         self.channels = channels
         self.sample_rate = sample_rate
@@ -73,14 +94,14 @@ class AudioWriter:
             return
         container_format, codec, _, lossy = FORMATS[fmt]
         self._container = av.open(path, "w", format=container_format)
-        self._stream = self._container.add_stream(codec, rate=_encoder_rate(fmt, sample_rate), layout=_layout(channels))
+        self._layout = output_layout(fmt, channels, layout)
+        self._stream = self._container.add_stream(codec, rate=_encoder_rate(fmt, sample_rate), layout=self._layout)
         if lossy:
             kbps = bit_rate_kbps or DEFAULT_BIT_RATE_KBPS[fmt]
             self._stream.bit_rate = kbps * 1000
         if codec == "libmp3lame":
             # LAME takes float input directly; its default (s32p) costs an extra conversion pass.
             self._stream.codec_context.format = "fltp"
-        self._layout = _layout(channels)
 
     def write(self, block: np.ndarray) -> None:
         """Append a (channels, n) float block to the output."""
@@ -90,9 +111,13 @@ class AudioWriter:
             self._wav.writeframesraw(_to_int16_interleaved(block))
             return
         assert self._container is not None
-        frame = av.AudioFrame.from_ndarray(
-            np.ascontiguousarray(block, dtype=np.float32), format="fltp", layout=self._layout
-        )
+        if self.channels >= PACKED_FROM_CHANNELS:
+            packed = np.ascontiguousarray(block.T, dtype=np.float32).reshape(1, -1)
+            frame = av.AudioFrame.from_ndarray(packed, format="flt", layout=self._layout)
+        else:
+            frame = av.AudioFrame.from_ndarray(
+                np.ascontiguousarray(block, dtype=np.float32), format="fltp", layout=self._layout
+            )
         frame.sample_rate = self.sample_rate
         frame.pts = self._pts
         frame.time_base = Fraction(1, self.sample_rate)

@@ -9,6 +9,10 @@ class AudioError(Exception):
         self.code = code
         self.message = message
 
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        # Jobs run in a child process and their errors are pickled back to the worker.
+        return (type(self), (self.code, self.message))
+
 
 class Cancelled(Exception):
     """Raised by a progress callback to stop processing as soon as possible."""
@@ -21,3 +25,6 @@ class OptionsError(Exception):
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        return (type(self), (self.field, self.message))

@@ -10,6 +10,11 @@ ABSOLUTE_GATE_LUFS = -70.0
 RELATIVE_GATE_LU = -10.0
 LRA_RELATIVE_GATE_LU = -20.0
 SUB_BLOCKS_PER_SECOND = 10  # 100 ms hop: 75 % overlap of 400 ms blocks, 10 Hz for 3 s windows
+# Energies are kept per 10 ms so the momentary maximum is found on a 10 ms grid: on the 100 ms
+# gating grid a 400 ms burst that starts between two steps reads up to 1.25 LU low (EBU Tech 3341
+# case 13). Gating and LRA still use the standard 100 ms steps, summed from these.
+FINE_FRAMES_PER_SECOND = 100
+FINE_PER_SUB_BLOCK = FINE_FRAMES_PER_SECOND // SUB_BLOCKS_PER_SECOND
 MOMENTARY_SUB_BLOCKS = 4
 SHORT_TERM_SUB_BLOCKS = 30
 
@@ -64,13 +69,25 @@ def k_weighting_sos(sample_rate: int) -> np.ndarray:
     return np.array([shelf, highpass])
 
 
-def channel_weights(channels: int) -> np.ndarray:
-    """BS.1770 channel weights: 1.0 for front channels, 1.41 for surrounds, 0 for LFE."""
-    if channels == 5:  # L R C Ls Rs
-        return np.array([1.0, 1.0, 1.0, 1.41, 1.41])
-    if channels == 6:  # L R C LFE Ls Rs
-        return np.array([1.0, 1.0, 1.0, 0.0, 1.41, 1.41])
-    return np.ones(channels)
+# BS.1770-4 weights by loudspeaker position: 1.41 for surrounds, the LFE left out, 1.0 for the rest.
+# Like ffmpeg's ebur128, every back, side or surround-direct channel counts as a surround.
+SURROUND_CHANNELS = frozenset({"BL", "BR", "BC", "SL", "SR", "TBL", "TBC", "TBR", "SDL", "SDR"})
+LFE_CHANNELS = frozenset({"LFE", "LFE2", "LFE3"})
+SURROUND_WEIGHT = 1.41
+# A file that names no positions (a plain multichannel WAV) gets the conventional order for 5 and 6
+# channels (L R C Ls Rs, L R C LFE Ls Rs) and weight 1.0 everywhere otherwise.
+UNNAMED_DEFAULTS = {5: ("FL", "FR", "FC", "BL", "BR"), 6: ("FL", "FR", "FC", "LFE", "BL", "BR")}
+
+
+def channel_weights(channels: int, names: tuple[str, ...] = ()) -> np.ndarray:
+    """BS.1770 channel weights from the stream's channel positions (FFmpeg names: FL, LFE, SL, ...)."""
+    if len(names) != channels or not any(name in SURROUND_CHANNELS | LFE_CHANNELS | {"FL", "FC"} for name in names):
+        names = UNNAMED_DEFAULTS.get(channels, ())
+    if len(names) != channels:
+        return np.ones(channels)
+    return np.array(
+        [0.0 if name in LFE_CHANNELS else SURROUND_WEIGHT if name in SURROUND_CHANNELS else 1.0 for name in names]
+    )
 
 
 def oversampling_phases(sample_rate: int) -> np.ndarray:
@@ -222,13 +239,13 @@ class TruePeakMeter:
 class LoudnessMeter:
     """Accumulate K-weighted 100 ms energies from blocks; derive integrated loudness and LRA at the end."""
 
-    def __init__(self, sample_rate: int, channels: int) -> None:
+    def __init__(self, sample_rate: int, channels: int, names: tuple[str, ...] = ()) -> None:
         self.sample_rate = sample_rate
         self.channels = channels
         self.sos = k_weighting_sos(sample_rate)
         self.zi = np.zeros((self.sos.shape[0], channels, 2))
-        self.weights = channel_weights(channels)
-        self.energies = FrameEnergies(sample_rate, SUB_BLOCKS_PER_SECOND)
+        self.weights = channel_weights(channels, names)
+        self.energies = FrameEnergies(sample_rate, FINE_FRAMES_PER_SECOND)
 
     def process(self, block: np.ndarray) -> None:
         """Feed a float32 (channels, n) block."""
@@ -239,19 +256,40 @@ class LoudnessMeter:
         np.multiply(filtered, filtered, out=filtered)
         self.energies.add(self.weights @ filtered)
 
+    def _fine_sums(self) -> tuple[np.ndarray, np.ndarray]:
+        """Energy sums and sample counts of each complete 10 ms frame."""
+        means = self.energies.means()
+        lengths = np.diff((np.arange(means.size + 1) * self.sample_rate) // FINE_FRAMES_PER_SECOND)
+        return means * lengths, lengths.astype(np.float64)
+
     def sub_block_powers(self) -> np.ndarray:
         """Return the channel-weighted mean square of each complete 100 ms sub-block."""
-        return self.energies.means()
+        sums, lengths = self._fine_sums()
+        whole = (sums.size // FINE_PER_SUB_BLOCK) * FINE_PER_SUB_BLOCK
+        # 10 ms frame edges fall exactly on the 100 ms edges ((10k * rate) // 100 == (k * rate) // 10).
+        return (sums[:whole].reshape(-1, FINE_PER_SUB_BLOCK).sum(axis=1)
+                / lengths[:whole].reshape(-1, FINE_PER_SUB_BLOCK).sum(axis=1))
+
+    def momentary_max_power(self) -> float | None:
+        """Largest 400 ms mean square on the 10 ms grid; None if the input is shorter than 400 ms."""
+        sums, lengths = self._fine_sums()
+        width = MOMENTARY_SUB_BLOCKS * FINE_PER_SUB_BLOCK
+        if sums.size < width:
+            return None
+        energy = np.concatenate([[0.0], np.cumsum(sums)])
+        count = np.concatenate([[0.0], np.cumsum(lengths)])
+        return float(((energy[width:] - energy[:-width]) / (count[width:] - count[:-width])).max())
 
     def result(self) -> dict[str, float | None]:
         """Integrated loudness, loudness range and maximum momentary/short-term loudness."""
         powers = self.sub_block_powers()
         momentary = _window_powers(powers, MOMENTARY_SUB_BLOCKS)
         short_term = _window_powers(powers, SHORT_TERM_SUB_BLOCKS)
+        momentary_max = self.momentary_max_power()
         return {
             "integrated_lufs": _round(integrated_loudness(momentary)),
             "loudness_range_lu": _round(loudness_range(short_term)),
-            "momentary_max_lufs": _round(_lufs(float(momentary.max())) if momentary.size else None),
+            "momentary_max_lufs": _round(None if momentary_max is None else _lufs(momentary_max)),
             "short_term_max_lufs": _round(_lufs(float(short_term.max())) if short_term.size else None),
         }
 

@@ -11,6 +11,7 @@ from tasks_app.audio.loudness import LoudnessMeter, TruePeakMeter, to_db
 from tasks_app.audio.probe import probe
 from tasks_app.audio.progress import Progress, ProgressFn
 from tasks_app.audio.registry import Option, Processor, register
+from tasks_app.audio.results import json_safe
 from tasks_app.audio.waveform import WaveformBuilder, auto_samples_per_pixel, render_png, write_json
 
 WAVEFORM_JSON = "waveform.json"
@@ -52,7 +53,7 @@ def run(path: str, options: dict[str, object], progress: ProgressFn, output_dir:
     decoder = Decoder(path, info)
     rate, channels = decoder.sample_rate, decoder.channels
     spp = options.get("samples_per_pixel") or auto_samples_per_pixel(decoder.expected_samples)
-    loudness = LoudnessMeter(rate, channels)
+    loudness = LoudnessMeter(rate, channels, info.channel_names)
     peaks = TruePeakMeter(rate, channels)
     silence = SilenceDetector(
         rate, float(options.get("silence_threshold_db", -50.0)), float(options.get("silence_min_duration", 0.5))
@@ -97,13 +98,14 @@ def run(path: str, options: dict[str, object], progress: ProgressFn, output_dir:
         }
         for ch in range(channels)
     ]
-    return {
+    return json_safe({
         "format": {
             "container": info.format,
             "codec": info.codec,
             "bit_rate": info.bit_rate,
             "sample_rate": rate,
             "channels": channels,
+            "layout": info.layout,
             "duration": round(samples / rate, 6),
             "samples": samples,
             "decode_errors": decoder.decode_errors,
@@ -123,8 +125,9 @@ def run(path: str, options: dict[str, object], progress: ProgressFn, output_dir:
             "length": wave_doc["length"],
             "bits": wave_doc["bits"],
         },
+        "warnings": decoder.warnings(),
         "artifacts": {"waveform_json": WAVEFORM_JSON, "waveform_png": WAVEFORM_PNG},
-    }
+    })
 
 
 PROCESSOR = register(

@@ -189,6 +189,11 @@ SSE_TICKET_SECONDS = env_int("SSE_TICKET_SECONDS", 60)
 
 # Worker: how often progress is written, and how often a running job checks for cancel.
 TASK_PROGRESS_INTERVAL = float(env("TASK_PROGRESS_INTERVAL", "0.25"))
+# Recovery: a processing task without a heartbeat for TASK_STALE_SECONDS goes back to pending
+# (up to TASK_MAX_ATTEMPTS attempts, then failed); workers sweep every TASK_RECOVERY_SECONDS.
+TASK_STALE_SECONDS = float(env("TASK_STALE_SECONDS", "60"))
+TASK_MAX_ATTEMPTS = env_int("TASK_MAX_ATTEMPTS", 3)
+TASK_RECOVERY_SECONDS = float(env("TASK_RECOVERY_SECONDS", "15"))
 
 if PRODUCTION:
     SESSION_COOKIE_SECURE = True

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
 import tempfile
+import threading
 import time
 from contextlib import contextmanager
 from typing import Iterator
@@ -13,6 +15,7 @@ from typing import Iterator
 from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import default_storage
+from django.db import DatabaseError
 from django_tasks import task
 
 from . import services
@@ -22,6 +25,14 @@ from .audio.registry import get_processor
 from .models import Task
 
 logger = logging.getLogger(__name__)
+
+# Set by the worker on a graceful SIGTERM/SIGINT: the running job stops at its next progress
+# callback and hands its task back to pending instead of finishing (or failing) it.
+hand_back_requested = threading.Event()
+
+
+class HandBack(Exception):
+    """The worker is stopping: give the running task back to the queue."""
 
 
 class ProgressReporter:
@@ -47,6 +58,8 @@ class ProgressReporter:
 
     def __call__(self, fraction: float, stage: str) -> None:
         """Pipeline callback: record progress and maybe write it."""
+        if hand_back_requested.is_set():
+            raise HandBack(self.task_id)
         now = time.monotonic()
         self.estimator.update(now, min(fraction, 1.0))
         stage_changed = stage != self.stage
@@ -132,6 +145,10 @@ def process(task_row: Task) -> None:
     except Cancelled:
         logger.info("Task %s stopped: no longer processing", task_id)
         return
+    except HandBack:
+        if services.task_hand_back(task_id=task_id, attempt=task_row.attempts) is not None:
+            logger.warning("Worker stopping: task %s handed back to pending", task_id)
+        return
     except AudioError as exc:
         services.task_fail(task_id=task_id, error=str(exc))
         return
@@ -139,5 +156,15 @@ def process(task_row: Task) -> None:
         logger.exception("Task %s failed", task_id)
         services.task_fail(task_id=task_id, error=f"{type(exc).__name__}: {exc}")
         return
-    if services.task_complete(task_id=task_id, result=result) is None:
+    try:
+        # Django's JSON encoder writes NaN and infinity, which no database accepts as JSON.
+        json.dumps(result, allow_nan=False)
+        completed = services.task_complete(task_id=task_id, result=result)
+    except (TypeError, ValueError, DatabaseError) as exc:
+        logger.exception("Task %s: result refused", task_id)
+        services.task_fail(task_id=task_id, error=(
+            f"The result could not be saved ({type(exc).__name__}: {exc}); it must be plain "
+            f"JSON without NaN or infinity. This is a bug in the {task_row.kind!r} processor."))
+        return
+    if completed is None:
         logger.info("Task %s was cancelled before it could complete", task_id)

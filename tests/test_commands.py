@@ -146,21 +146,29 @@ def _processing(task: Task, heartbeat_age: float | None) -> None:
         updated_at=now - timedelta(seconds=heartbeat_age or 3600))
 
 
-def test_recover_stale_tasks_fails_abandoned_processing_tasks_only(
-        user: Any, make_task: Callable[..., Task]) -> None:
-    stale, silent, fresh, pending = (make_task(user) for _ in range(4))
+def test_recover_stale_tasks_requeues_abandoned_tasks_and_fails_exhausted_ones(
+        settings: Any, user: Any, make_task: Callable[..., Task],
+        django_capture_on_commit_callbacks: Any) -> None:
+    settings.TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+    stale, silent, fresh, exhausted, pending = (make_task(user) for _ in range(5))
     _processing(stale, heartbeat_age=120)
     _processing(silent, heartbeat_age=None)
     _processing(fresh, heartbeat_age=5)
+    _processing(exhausted, heartbeat_age=120)
+    Task.objects.filter(pk__in=[stale.pk, silent.pk, fresh.pk]).update(attempts=1)
+    Task.objects.filter(pk=exhausted.pk).update(attempts=3)
 
-    out = run("recover_stale_tasks", "--older-than", "60")
+    with django_capture_on_commit_callbacks(execute=True):
+        out = run("recover_stale_tasks", "--older-than", "60", "--max-attempts", "3")
 
-    assert "Failed 2" in out
+    assert "Sent 2 stale task(s) back to pending, failed 1" in out
     for task in (stale, silent):
         task.refresh_from_db()
-        assert task.state == Task.State.FAILED
-        assert "stopped without finishing" in task.error
-        assert task.finished_at is not None
+        assert (task.state, task.progress, task.attempts) == (Task.State.PENDING, 0.0, 1)
+        assert task.job_id, "enqueued again"
+    exhausted.refresh_from_db()
+    assert exhausted.state == Task.State.FAILED
+    assert "started 3 times" in exhausted.error and exhausted.finished_at is not None
     fresh.refresh_from_db()
     pending.refresh_from_db()
     assert (fresh.state, fresh.error) == (Task.State.PROCESSING, None)

@@ -24,8 +24,8 @@ STALE_ERROR = ("The worker processing this task stopped without finishing it "
 EXHAUSTED_ERROR = ("The task was started {attempts} times and each time its worker stopped "
                    "without finishing it (no heartbeat for {seconds:.0f} s); it was not retried "
                    "again. Retry the task to run it once more.")
-ORPHAN_ERROR = ("The worker processing this task was stopped before it finished. "
-                "Retry the task to run it again.")
+ORPHAN_ERROR = ("The task was started {attempts} times and each time its worker was stopped "
+                "before it finished; it was not retried again. Retry the task to run it once more.")
 
 
 def task_fail_stale(*, older_than_seconds: float) -> int:
@@ -50,25 +50,34 @@ def task_fail_stale(*, older_than_seconds: float) -> int:
     return failed
 
 
-def task_fail_orphaned(*, worker_ids: list[str]) -> int:
-    """Fail processing tasks whose job was claimed by one of these (stopped) workers."""
+def task_requeue_orphaned(*, worker_ids: list[str], max_attempts: int) -> tuple[int, int]:
+    """Send back to pending (or fail, when out of attempts) the processing tasks whose job was
+    last claimed by one of these stopped workers; return (requeued, failed)."""
     if not worker_ids:
-        return 0
-    processing: dict[str, str] = {}
-    for job_id, task_id in Task.objects.filter(state=Task.State.PROCESSING).exclude(
-            job_id="").values_list("job_id", "pk"):
+        return 0, 0
+    processing: dict[str, tuple[str, int]] = {}
+    for job_id, task_id, attempts in Task.objects.filter(state=Task.State.PROCESSING).exclude(
+            job_id="").values_list("job_id", "pk", "attempts"):
         try:
-            processing[str(uuid.UUID(job_id))] = task_id
+            processing[str(uuid.UUID(job_id))] = (task_id, attempts)
         except ValueError:
             continue  # not a database-backend job id
-    # A job's last claimer is the worker that ran it (a retry enqueues a new job).
+    # A job's last claimer is the worker that ran it (a requeue enqueues a new job).
     claimed = DBTaskResult.objects.filter(pk__in=list(processing)).values_list("pk", "worker_ids")
-    failed = 0
+    requeued = failed = 0
     for job_id, claimers in claimed:
-        if claimers and claimers[-1] in worker_ids:
-            if task_fail(task_id=processing[str(job_id)], error=ORPHAN_ERROR) is not None:
-                failed += 1
-    return failed
+        if not claimers or claimers[-1] not in worker_ids:
+            continue
+        task_id, attempts = processing[str(job_id)]
+        if attempts >= max_attempts:
+            error = ORPHAN_ERROR.format(attempts=attempts)
+            failed += task_fail(task_id=task_id, error=error) is not None
+        elif task_hand_back(task_id=task_id, attempt=attempts) is not None:
+            requeued += 1
+        else:
+            continue
+        _close_job(str(job_id))
+    return requeued, failed
 
 
 def _stale_filter(cutoff: Any) -> Q:

@@ -391,3 +391,10 @@ def test_serve_restarts_a_killed_worker_and_daphne_and_the_task_completes(
     log = (tmp_path / "serve.log").read_text()
     assert code == 0, log
     assert "worker 0 exited with code -9" in log and "daphne exited with code -9" in log
+
+
+def test_serve_waits_longer_after_each_quick_crash_up_to_a_cap() -> None:
+    from tasks_app.management.commands.serve import BACKOFF_MAX, backoff
+
+    assert [backoff(n) for n in range(1, 6)] == [1.0, 2.0, 4.0, 8.0, 16.0]
+    assert backoff(10) == BACKOFF_MAX == 30.0

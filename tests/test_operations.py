@@ -105,6 +105,10 @@ def test_healthz_is_503_naming_the_database_when_postgresql_is_unreachable(
     daphne, base_url = spawn_daphne(tmp_path, env, "daphne-nodb")
     try:
         response = httpx.get(f"{base_url}/healthz", timeout=30)
+        # Docker's HEALTHCHECK command sees the same and fails.
+        check = subprocess.run(
+            [sys.executable, "manage.py", "healthcheck", "--url", f"{base_url}/healthz"],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     finally:
         daphne.terminate()
         daphne.wait(timeout=15)
@@ -112,6 +116,7 @@ def test_healthz_is_503_naming_the_database_when_postgresql_is_unreachable(
     body = response.json()
     assert "database" in body["down"] and body["checks"]["database"]["status"] == "down"
     assert body["checks"]["fanout"]["status"] == "up"
+    assert check.returncode == 1 and "answered 503" in check.stderr
 
 
 # ------------------------------------------------------------------- metrics

@@ -37,8 +37,9 @@ def check_fanout() -> dict[str, object]:
         return {"mode": "database polling"}
     import redis
 
-    client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=REDIS_TIMEOUT_SECONDS,
-                                  socket_connect_timeout=REDIS_TIMEOUT_SECONDS)
+    client = redis.Redis.from_url(
+        settings.REDIS_URL, socket_timeout=REDIS_TIMEOUT_SECONDS, socket_connect_timeout=REDIS_TIMEOUT_SECONDS
+    )
     try:
         client.ping()
     finally:

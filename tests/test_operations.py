@@ -43,9 +43,22 @@ def own_redis(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen]]:
     """A redis-server of this test's own on a free port (stopping it harms nobody)."""
     port = free_port()
     proc = subprocess.Popen(
-        [shutil.which("redis-server") or "redis-server", "--port", str(port), "--bind",
-         "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        [
+            shutil.which("redis-server") or "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
     url = f"redis://127.0.0.1:{port}/0"
 
     def answers() -> bool:
@@ -73,14 +86,18 @@ def test_healthz_is_200_when_database_and_queue_answer(client: Any) -> None:
     body = response.json()
     assert body["status"] == "up" and body["down"] == []
     assert {name: check["status"] for name, check in body["checks"].items()} == {
-        "database": "up", "queue": "up", "fanout": "up"}
+        "database": "up",
+        "queue": "up",
+        "fanout": "up",
+    }
     assert body["checks"]["fanout"]["mode"] == "database polling"
 
 
 @pytest.mark.needs_redis_server
 @pytest.mark.django_db
 def test_healthz_is_503_naming_fanout_while_redis_is_stopped(
-        client: Any, settings: Any, own_redis: tuple[str, subprocess.Popen]) -> None:
+    client: Any, settings: Any, own_redis: tuple[str, subprocess.Popen]
+) -> None:
     url, proc = own_redis
     settings.REDIS_URL = url
     assert client.get("/healthz").status_code == 200
@@ -96,19 +113,22 @@ def test_healthz_is_503_naming_fanout_while_redis_is_stopped(
     assert "Connection" in body["checks"]["fanout"]["error"]
 
 
-def test_healthz_is_503_naming_the_database_when_postgresql_is_unreachable(
-        tmp_path: Path) -> None:
+def test_healthz_is_503_naming_the_database_when_postgresql_is_unreachable(tmp_path: Path) -> None:
     env = {key: value for key, value in os.environ.items() if key != "EVENTSTREAM_REDIS"}
     # A port nobody listens on: the server starts, but its database is down.
-    env.update({"DATA_DIR": str(tmp_path),
-                "DATABASE_URL": f"postgresql://postgres@127.0.0.1:{free_port()}/gone"})
+    env.update({"DATA_DIR": str(tmp_path), "DATABASE_URL": f"postgresql://postgres@127.0.0.1:{free_port()}/gone"})
     daphne, base_url = spawn_daphne(tmp_path, env, "daphne-nodb")
     try:
         response = httpx.get(f"{base_url}/healthz", timeout=30)
         # Docker's HEALTHCHECK command sees the same and fails.
         check = subprocess.run(
             [sys.executable, "manage.py", "healthcheck", "--url", f"{base_url}/healthz"],
-            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     finally:
         daphne.terminate()
         daphne.wait(timeout=15)
@@ -141,13 +161,13 @@ def test_metrics_answer_an_allow_listed_address(client: Any, settings: Any) -> N
 
 @pytest.mark.django_db
 def test_metrics_parse_as_prometheus_text_and_move_as_tasks_run(
-        client: Any, settings: Any, user: Any, make_task: Callable[..., Task],
-        django_capture_on_commit_callbacks: Any) -> None:
+    client: Any, settings: Any, user: Any, make_task: Callable[..., Task], django_capture_on_commit_callbacks: Any
+) -> None:
     settings.METRICS_TOKEN = TOKEN
     settings.TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
     before = scrape(client)
     with django_capture_on_commit_callbacks(execute=True):
-        done, waiting = make_task(user), make_task(user)
+        done, _waiting = make_task(user), make_task(user)
     done.refresh_from_db()
     DBTaskResult.objects.get(pk=done.job_id).claim("worker-a")
     services.task_start(task_id=done.pk)
@@ -162,8 +182,7 @@ def test_metrics_parse_as_prometheus_text_and_move_as_tasks_run(
     assert after["task_duration_seconds_count"] == before["task_duration_seconds_count"] + 1
     assert after["task_queue_wait_seconds_count"] == before["task_queue_wait_seconds_count"] + 1
     assert after["job_queue_depth"] == before["job_queue_depth"] + 1, "only waiting's job"
-    assert after["sse_stream_connects_total{status=200}"] == before.get(
-        "sse_stream_connects_total{status=200}", 0) + 1
+    assert after["sse_stream_connects_total{status=200}"] == before.get("sse_stream_connects_total{status=200}", 0) + 1
     assert after["sse_events_delivered_total"] == before["sse_events_delivered_total"] + 3
     assert "sse_open_streams" in after and "sse_events_published_total" in after
     assert "task_oldest_heartbeat_age_seconds" in after
@@ -171,8 +190,8 @@ def test_metrics_parse_as_prometheus_text_and_move_as_tasks_run(
 
 @pytest.mark.django_db
 def test_metrics_report_the_heartbeat_of_the_worker_running_a_task(
-        client: Any, settings: Any, user: Any, make_task: Callable[..., Task],
-        django_capture_on_commit_callbacks: Any) -> None:
+    client: Any, settings: Any, user: Any, make_task: Callable[..., Task], django_capture_on_commit_callbacks: Any
+) -> None:
     settings.METRICS_TOKEN = TOKEN
     settings.TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
     with django_capture_on_commit_callbacks(execute=True):
@@ -184,7 +203,8 @@ def test_metrics_report_the_heartbeat_of_the_worker_running_a_task(
     samples = scrape(client)
 
     assert samples["worker_last_heartbeat_timestamp_seconds{worker=worker-a}"] == pytest.approx(
-        started.heartbeat_at.timestamp())
+        started.heartbeat_at.timestamp()
+    )
 
 
 # ----------------------------------------------------------------- production
@@ -192,37 +212,63 @@ def test_metrics_report_the_heartbeat_of_the_worker_running_a_task(
 
 def production_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     """Environment of a production-mode process with its own data folder."""
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("DJANGO_", "DATABASE_URL", "EVENTSTREAM_REDIS"))}
-    env.update({"DJANGO_PRODUCTION": "1", "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
-                "DJANGO_ALLOWED_HOSTS": "api.example.com", "DATA_DIR": str(tmp_path), **extra})
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("DJANGO_", "DATABASE_URL", "EVENTSTREAM_REDIS"))
+    }
+    env.update(
+        {
+            "DJANGO_PRODUCTION": "1",
+            "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+            "DJANGO_ALLOWED_HOSTS": "api.example.com",
+            "DATA_DIR": str(tmp_path),
+            **extra,
+        }
+    )
     return env
 
 
 def test_production_mode_passes_check_deploy_without_warnings(tmp_path: Path) -> None:
     run = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        cwd=ROOT, env=production_env(tmp_path), capture_output=True, text=True, timeout=120)
+        cwd=ROOT,
+        env=production_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 0, run.stdout + run.stderr
     assert "no issues" in run.stdout + run.stderr
 
 
-def test_production_mode_trusts_the_proxy_header_named_in_the_environment(
-        tmp_path: Path) -> None:
-    script = ("from django.conf import settings as s; print(s.SECURE_PROXY_SSL_HEADER, "
-              "s.SECURE_SSL_REDIRECT, s.SESSION_COOKIE_SECURE, s.CSRF_COOKIE_SECURE)")
+def test_production_mode_trusts_the_proxy_header_named_in_the_environment(tmp_path: Path) -> None:
+    script = (
+        "from django.conf import settings as s; print(s.SECURE_PROXY_SSL_HEADER, "
+        "s.SECURE_SSL_REDIRECT, s.SESSION_COOKIE_SECURE, s.CSRF_COOKIE_SECURE)"
+    )
     run = subprocess.run(
-        [sys.executable, "manage.py", "shell", "-c", script], cwd=ROOT, capture_output=True,
+        [sys.executable, "manage.py", "shell", "-c", script],
+        cwd=ROOT,
+        capture_output=True,
         env=production_env(tmp_path, DJANGO_SECURE_PROXY_SSL_HEADER="X-Forwarded-Proto"),
-        text=True, timeout=120)
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip().splitlines()[-1].split() == [
-        "('HTTP_X_FORWARDED_PROTO',", "'https')", "True", "True", "True"]
+        "('HTTP_X_FORWARDED_PROTO',",
+        "'https')",
+        "True",
+        "True",
+        "True",
+    ]
 
 
 @pytest.mark.django_db
 def test_behind_a_tls_proxy_the_stream_cookie_is_secure(
-        settings: Any, user: Any, auth_client: Callable[[Any], Any]) -> None:
+    settings: Any, user: Any, auth_client: Callable[[Any], Any]
+) -> None:
     settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     client = auth_client(user)
     plain = client.post("/api/v1/auth/stream-cookie/")

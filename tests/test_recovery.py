@@ -33,8 +33,8 @@ def _age(task: Task, seconds: float) -> None:
 
 
 def test_a_pending_task_whose_enqueue_was_lost_is_enqueued_again(
-        db_queue: None, user: Any, make_task: Callable[..., Task],
-        django_capture_on_commit_callbacks: Any) -> None:
+    db_queue: None, user: Any, make_task: Callable[..., Task], django_capture_on_commit_callbacks: Any
+) -> None:
     # make_task's on-commit enqueue never runs here: exactly a crash between commit and enqueue.
     lost, young = make_task(user), make_task(user)
     _age(lost, 120)
@@ -54,8 +54,8 @@ def test_a_pending_task_whose_enqueue_was_lost_is_enqueued_again(
 
 
 def test_a_task_whose_job_was_claimed_but_never_started_is_enqueued_again(
-        db_queue: None, user: Any, make_task: Callable[..., Task],
-        django_capture_on_commit_callbacks: Any) -> None:
+    db_queue: None, user: Any, make_task: Callable[..., Task], django_capture_on_commit_callbacks: Any
+) -> None:
     with django_capture_on_commit_callbacks(execute=True):
         task = make_task(user)
     task.refresh_from_db()
@@ -71,20 +71,18 @@ def test_a_task_whose_job_was_claimed_but_never_started_is_enqueued_again(
 
 
 def test_a_stale_task_goes_back_to_pending_and_its_dead_job_is_closed(
-        db_queue: None, user: Any, make_task: Callable[..., Task],
-        django_capture_on_commit_callbacks: Any) -> None:
+    db_queue: None, user: Any, make_task: Callable[..., Task], django_capture_on_commit_callbacks: Any
+) -> None:
     with django_capture_on_commit_callbacks(execute=True):
         task = make_task(user)
     task.refresh_from_db()
     DBTaskResult.objects.get(pk=task.job_id).claim("killed-worker")
     claimed = services.task_start(task_id=task.pk)
-    services.task_report_progress(task_id=task.pk, progress=40.0, stage="analyze",
-                                  estimated_time=3.0)
+    services.task_report_progress(task_id=task.pk, progress=40.0, stage="analyze", estimated_time=3.0)
     Task.objects.filter(pk=task.pk).update(heartbeat_at=timezone.now() - timedelta(seconds=90))
 
     with django_capture_on_commit_callbacks(execute=True):
-        assert recover(stale_seconds=60, max_attempts=3) == {
-            "requeued": 1, "failed": 0, "enqueued": 0}
+        assert recover(stale_seconds=60, max_attempts=3) == {"requeued": 1, "failed": 0, "enqueued": 0}
 
     old_job = DBTaskResult.objects.get(pk=claimed.job_id)
     assert old_job.status == "FAILED", "the dead worker's job no longer shows RUNNING"
@@ -107,7 +105,8 @@ def test_recovery_is_not_a_public_transition(user: Any, make_task: Callable[...,
 
 
 def test_a_stopping_worker_hands_its_running_task_back(
-        user: Any, make_audio: Callable[[Any], AudioFile], monkeypatch: pytest.MonkeyPatch) -> None:
+    user: Any, make_audio: Callable[[Any], AudioFile], monkeypatch: pytest.MonkeyPatch
+) -> None:
     task = services.task_create(owner=user, audio_file_id=make_audio(user).pk)
     monkeypatch.setattr(jobs, "hand_back_requested", _set_event())
 
@@ -126,7 +125,8 @@ def _set_event() -> Any:
 
 
 def test_a_result_the_database_cannot_store_fails_the_task_readably(
-        user: Any, make_audio: Callable[[Any], AudioFile], monkeypatch: pytest.MonkeyPatch) -> None:
+    user: Any, make_audio: Callable[[Any], AudioFile], monkeypatch: pytest.MonkeyPatch
+) -> None:
     import dataclasses
 
     real = get_processor("analyze")
@@ -135,8 +135,7 @@ def test_a_result_the_database_cannot_store_fails_the_task_readably(
         progress(1.0, "analyze")
         return {"integrated_lufs": math.nan}
 
-    monkeypatch.setattr(jobs, "get_processor",
-                        lambda kind: dataclasses.replace(real, run=nan_result))
+    monkeypatch.setattr(jobs, "get_processor", lambda kind: dataclasses.replace(real, run=nan_result))
     task = services.task_create(owner=user, audio_file_id=make_audio(user).pk)
 
     jobs.run_task.call(task.pk)
@@ -148,8 +147,12 @@ def test_a_result_the_database_cannot_store_fails_the_task_readably(
 
 
 def test_deleting_a_user_deletes_their_tasks_audio_and_files(
-        user: Any, other_user: Any, make_task: Callable[..., Task],
-        media_files: Callable[[], list], django_capture_on_commit_callbacks: Any) -> None:
+    user: Any,
+    other_user: Any,
+    make_task: Callable[..., Task],
+    media_files: Callable[[], list],
+    django_capture_on_commit_callbacks: Any,
+) -> None:
     make_task(user)
     make_task(user, state=Task.State.PROCESSING)
     kept = make_task(other_user)
@@ -163,8 +166,7 @@ def test_deleting_a_user_deletes_their_tasks_audio_and_files(
     assert AudioFile.objects.count() == 1 and len(media_files()) == 1
 
 
-def test_a_plain_user_delete_is_not_blocked_by_their_tasks(
-        user: Any, make_task: Callable[..., Task]) -> None:
+def test_a_plain_user_delete_is_not_blocked_by_their_tasks(user: Any, make_task: Callable[..., Task]) -> None:
     make_task(user)
     user.delete()  # the admin's or the shell's delete; ProtectedError before
     assert Task.objects.count() == 0 and AudioFile.objects.count() == 0

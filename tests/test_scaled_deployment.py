@@ -101,9 +101,9 @@ def test_concurrent_cancels_across_instances_have_exactly_one_winner(scaled, tmp
     for _ in range(3):
         task = service.create_task(token, audio["id"])
 
-        def cancel(base: str) -> int:
+        def cancel(base: str, task_id: str = task["id"]) -> int:
             with httpx.Client(base_url=base, headers=headers, timeout=30) as client:
-                return client.post(f"/api/v1/tasks/{task['id']}/cancel/").status_code
+                return client.post(f"/api/v1/tasks/{task_id}/cancel/").status_code
 
         with ThreadPoolExecutor(max_workers=8) as pool:
             codes = list(pool.map(cancel, [service.base_url, other_url] * 4))

@@ -11,8 +11,7 @@ import pytest
 
 from tasks_app.audio.generate import write_tone
 
-from .live_server import (LiveService, payloads, read_events, spawn_worker, start_service,
-                          stop_service, wait_until)
+from .live_server import LiveService, payloads, read_events, spawn_worker, start_service, stop_service, wait_until
 
 STALE_SECONDS = 5
 
@@ -22,8 +21,11 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def service(tmp_path_factory) -> Iterator[LiveService]:
     """A service whose workers call a task stale after 5 s and sweep twice a second."""
-    live = start_service(tmp_path_factory.mktemp("healing"), workers=0, extra_env={
-        "TASK_STALE_SECONDS": str(STALE_SECONDS), "TASK_RECOVERY_SECONDS": "0.5"})
+    live = start_service(
+        tmp_path_factory.mktemp("healing"),
+        workers=0,
+        extra_env={"TASK_STALE_SECONDS": str(STALE_SECONDS), "TASK_RECOVERY_SECONDS": "0.5"},
+    )
     yield live
     stop_service(live)
 
@@ -47,7 +49,8 @@ def collapse(states: list[str]) -> list[str]:
 
 
 def test_a_killed_workers_task_goes_back_to_pending_and_another_worker_completes_it(
-        service: LiveService, audio_id: int) -> None:
+    service: LiveService, audio_id: int
+) -> None:
     token = service.token("alice")
     stop_workers(service)
     first = spawn_worker(service)
@@ -67,11 +70,14 @@ def test_a_killed_workers_task_goes_back_to_pending_and_another_worker_completes
         return False
 
     with service.client(token, timeout=60) as client:
-        status, events = read_events(client, f"/api/v1/sse/tasks/{task['id']}/progress",
-                                     until=kill_mid_task, timeout=STALE_SECONDS + 120)
+        status, events = read_events(
+            client, f"/api/v1/sse/tasks/{task['id']}/progress", until=kill_mid_task, timeout=STALE_SECONDS + 120
+        )
     assert status == 200 and killed_at, "the worker was never seen processing"
-    print(f"after SIGKILL: pending at {marks.get('pending', 0):.1f} s, completed at "
-          f"{marks.get('completed', 0):.1f} s (stale timeout {STALE_SECONDS} s)")
+    print(
+        f"after SIGKILL: pending at {marks.get('pending', 0):.1f} s, completed at "
+        f"{marks.get('completed', 0):.1f} s (stale timeout {STALE_SECONDS} s)"
+    )
     states = collapse([p["state"] for p in payloads(events[1:], "progress")])
     assert states[-4:] == ["processing", "pending", "processing", "completed"], states
     assert events[-1].event == "complete"
@@ -89,18 +95,17 @@ def stop_workers(service: LiveService) -> None:
             proc.wait(timeout=60)
 
 
-def test_sigterm_hands_the_running_task_back_without_a_traceback(
-        service: LiveService, audio_id: int) -> None:
+def test_sigterm_hands_the_running_task_back_without_a_traceback(service: LiveService, audio_id: int) -> None:
     token = service.token("alice")
     stop_workers(service)
     worker = spawn_worker(service)
     task = service.create_task(token, audio_id)
     with service.client(token, timeout=60) as client:
+
         def progress() -> dict:
             return client.get(f"/api/v1/tasks/{task['id']}/progress/").json()
 
-        wait_until(lambda: progress()["progress"] > 0, 120, "the task to make progress",
-                   interval=0.2)
+        wait_until(lambda: progress()["progress"] > 0, 120, "the task to make progress", interval=0.2)
         os.killpg(worker.pid, signal.SIGTERM)
         assert worker.wait(timeout=60) == 0
         handed_back = progress()
@@ -109,6 +114,5 @@ def test_sigterm_hands_the_running_task_back_without_a_traceback(
         assert "Traceback" not in log and "handed back" in log
 
         spawn_worker(service)
-        wait_until(lambda: progress()["state"] == "completed", 180, "the task to complete",
-                   interval=0.2)
+        wait_until(lambda: progress()["state"] == "completed", 180, "the task to complete", interval=0.2)
         assert progress()["attempts"] == 2

@@ -5,15 +5,16 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('tasks_app', '0001_initial'),
+        ("tasks_app", "0001_initial"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='task',
-            name='audio_file',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.RESTRICT, related_name='tasks', to='tasks_app.audiofile'),
+            model_name="task",
+            name="audio_file",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.RESTRICT, related_name="tasks", to="tasks_app.audiofile"
+            ),
         ),
     ]

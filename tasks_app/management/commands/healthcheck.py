@@ -25,8 +25,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         """--url."""
-        parser.add_argument("--url", default="http://127.0.0.1:8000/healthz",
-                            help="Health URL to ask (default: %(default)s).")
+        parser.add_argument(
+            "--url", default="http://127.0.0.1:8000/healthz", help="Health URL to ask (default: %(default)s)."
+        )
 
     def handle(self, *args: Any, url: str, **options: Any) -> None:
         """Ask once, with a short timeout."""

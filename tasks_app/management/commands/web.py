@@ -13,8 +13,10 @@ from django.core.management.base import BaseCommand
 class Command(BaseCommand):
     """Replace this process with Daphne on the given address."""
 
-    help = ("Run the web process (Daphne) for the scaled shape: same as "
-            "`daphne -b HOST -p PORT project.asgi:application`. Run `worker` processes next to it.")
+    help = (
+        "Run the web process (Daphne) for the scaled shape: same as "
+        "`daphne -b HOST -p PORT project.asgi:application`. Run `worker` processes next to it."
+    )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         """--host, --port."""
@@ -23,8 +25,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, host: str, port: int, **options: Any) -> None:
         """exec Daphne, so signals reach it directly (no extra process in between)."""
-        argv = [sys.executable, "-m", "daphne", "-b", host, "-p", str(port),
-                "project.asgi:application"]
+        argv = [sys.executable, "-m", "daphne", "-b", host, "-p", str(port), "project.asgi:application"]
         self.stdout.write(f"Starting Daphne on {host}:{port}")
         self.stdout.flush()
         os.execv(sys.executable, argv)

@@ -37,8 +37,7 @@ def recovery_loop(stop: threading.Event, interval: float) -> None:
     while not stop.wait(interval):
         try:
             close_old_connections()
-            recover(stale_seconds=settings.TASK_STALE_SECONDS,
-                    max_attempts=settings.TASK_MAX_ATTEMPTS)
+            recover(stale_seconds=settings.TASK_STALE_SECONDS, max_attempts=settings.TASK_MAX_ATTEMPTS)
         except Exception:  # noqa: BLE001 - a failed sweep must not stop the worker
             logger.exception("Recovery sweep failed; trying again in %.0f s", interval)
         finally:
@@ -48,24 +47,43 @@ def recovery_loop(stop: threading.Event, interval: float) -> None:
 class Command(db_worker.Command):
     """Run jobs like `db_worker`, and recover stale and lost tasks every few seconds."""
 
-    help = ("Run the job worker (django-tasks-db's db_worker options), and every "
-            "TASK_RECOVERY_SECONDS send tasks of dead workers back to pending and enqueue "
-            "pending tasks whose job was lost. SIGTERM/Ctrl-C hands the running task back. "
-            "--reload is ignored.")
+    help = (
+        "Run the job worker (django-tasks-db's db_worker options), and every "
+        "TASK_RECOVERY_SECONDS send tasks of dead workers back to pending and enqueue "
+        "pending tasks whose job was lost. SIGTERM/Ctrl-C hands the running task back. "
+        "--reload is ignored."
+    )
 
-    def handle(self, *args: Any, verbosity: int, queue_name: str, exclude_queues: str,
-               interval: float, batch: bool, backend_name: str, startup_delay: bool,
-               max_tasks: int | None, worker_id: str, **options: Any) -> None:
+    def handle(
+        self,
+        *args: Any,
+        verbosity: int,
+        queue_name: str,
+        exclude_queues: str,
+        interval: float,
+        batch: bool,
+        backend_name: str,
+        startup_delay: bool,
+        max_tasks: int | None,
+        worker_id: str,
+        **options: Any,
+    ) -> None:
         """Start the recovery thread, then run the worker until stopped (no autoreload)."""
         self.configure_logging(verbosity)
         worker = Worker(
-            queue_names=queue_name.split(","), interval=interval, batch=batch,
-            backend_name=backend_name, startup_delay=startup_delay, max_tasks=max_tasks,
+            queue_names=queue_name.split(","),
+            interval=interval,
+            batch=batch,
+            backend_name=backend_name,
+            startup_delay=startup_delay,
+            max_tasks=max_tasks,
             worker_id=worker_id,
-            excluded_queue_names=exclude_queues.split(",") if exclude_queues else [])
+            excluded_queue_names=exclude_queues.split(",") if exclude_queues else [],
+        )
         stop = threading.Event()
-        sweeper = threading.Thread(target=recovery_loop, name="recovery", daemon=True,
-                                   args=(stop, settings.TASK_RECOVERY_SECONDS))
+        sweeper = threading.Thread(
+            target=recovery_loop, name="recovery", daemon=True, args=(stop, settings.TASK_RECOVERY_SECONDS)
+        )
         worker.configure_signals()
         sweeper.start()
         try:

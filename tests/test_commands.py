@@ -322,7 +322,7 @@ def _serve_token_and_task(env: dict, seconds: int, *extra: str) -> tuple[str, st
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
-def test_serve_runs_daphne_and_a_worker_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+def test_serve_runs_daphne_and_a_worker_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
     proc, base, env = _start_serve(tmp_path)
     try:
         task_id, token = _serve_token_and_task(env, 2)
@@ -334,7 +334,7 @@ def test_serve_runs_daphne_and_a_worker_and_stops_cleanly_on_sigterm(tmp_path: P
         assert "username=demo password=demo-password" in banner
         assert f"{base}/admin/" in banner
     finally:
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signal.SIGINT)  # what a terminal's Ctrl-C sends (SIGTERM: same path)
         code = proc.wait(timeout=60)
     log = (tmp_path / "serve.log").read_text()
     assert code == 0, log

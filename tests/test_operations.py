@@ -93,6 +93,14 @@ def test_healthz_is_200_when_database_and_queue_answer(client: Any) -> None:
     assert body["checks"]["fanout"]["mode"] == "database polling"
 
 
+@pytest.mark.django_db
+def test_healthz_is_503_naming_fanout_when_redis_is_unreachable(client: Any, settings: Any) -> None:
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    assert response.json()["down"] == ["fanout"]
+
+
 @pytest.mark.needs_redis_server
 @pytest.mark.django_db
 def test_healthz_is_503_naming_fanout_while_redis_is_stopped(

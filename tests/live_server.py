@@ -103,9 +103,10 @@ def is_keepalive(sse: ServerSentEvent) -> bool:
     """Whether httpx-sse turned a `: keep-alive` comment into an empty event.
 
     The SSE spec keeps the last event id across events, so httpx-sse dispatches the blank
-    line after a comment as an event with no type and no data once any id has been seen.
+    line after a comment as an event with no data (and the default type, "message") once any
+    id has been seen. The server never sends a real event without data.
     """
-    return not sse.event and not sse.data
+    return not sse.data and sse.event in ("", "message")
 
 
 def payloads(events: list[ServerSentEvent], kind: str | None = None) -> list[dict]:

@@ -166,3 +166,14 @@ def test_idle_stream_gets_keep_alives(service, audio_id):
                 break
     assert lines[0] == "event: progress"
     assert lines[-1] == ": keep-alive"
+
+
+def test_the_stream_reader_does_not_take_a_keep_alive_for_an_event():
+    body = b'event: progress\nid: user-1:1\ndata: {"task_id": "t"}\n\n: keep-alive\n\n'
+    transport = httpx.MockTransport(lambda request: httpx.Response(
+        200, content=body, headers={"Content-Type": "text/event-stream"}))
+    with httpx.Client(transport=transport, base_url="http://test") as client:
+        status, events = read_events(client, "/stream")
+    assert status == 200
+    assert [(e.event, e.id) for e in events] == [("progress", "user-1:1")]
+    assert payloads(events) == [{"task_id": "t"}]

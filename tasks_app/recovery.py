@@ -19,35 +19,11 @@ from .services import task_enqueue_again, task_fail, task_hand_back
 
 logger = logging.getLogger(__name__)
 
-STALE_ERROR = ("The worker processing this task stopped without finishing it "
-               "(no heartbeat for {seconds:.0f} s). Retry the task to run it again.")
 EXHAUSTED_ERROR = ("The task was started {attempts} times and each time its worker stopped "
                    "without finishing it (no heartbeat for {seconds:.0f} s); it was not retried "
                    "again. Retry the task to run it once more.")
 ORPHAN_ERROR = ("The task was started {attempts} times and each time its worker was stopped "
                 "before it finished; it was not retried again. Retry the task to run it once more.")
-
-
-def task_fail_stale(*, older_than_seconds: float) -> int:
-    """Fail processing tasks whose heartbeat is older than the threshold; return how many."""
-    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
-    # A task without a heartbeat is judged by its last update, so one claimed a moment ago
-    # by a worker that has not reported yet is not taken for dead.
-    stale = (Q(heartbeat_at__lt=cutoff)
-             | Q(heartbeat_at__isnull=True, updated_at__lt=cutoff))
-    error = STALE_ERROR.format(seconds=older_than_seconds)
-    failed = 0
-    for task_id in Task.objects.filter(stale, state=Task.State.PROCESSING).values_list(
-            "pk", flat=True):
-        with transaction.atomic():
-            # Re-check under the row lock: the worker may have reported since the scan.
-            locked = Task.objects.select_for_update().filter(
-                stale, pk=task_id, state=Task.State.PROCESSING)
-            if locked.exists() and task_fail(task_id=task_id, error=error) is not None:
-                failed += 1
-    if failed:
-        logger.warning("Failed %d task(s) left processing by a stopped worker", failed)
-    return failed
 
 
 def task_requeue_orphaned(*, worker_ids: list[str], max_attempts: int) -> tuple[int, int]:

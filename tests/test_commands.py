@@ -24,7 +24,7 @@ from rest_framework_simplejwt.tokens import AccessToken
 from tasks_app import services
 from tasks_app.client import StreamError, format_eta, watch
 from tasks_app.models import AudioFile, Task
-from tasks_app.recovery import task_fail_stale, task_requeue_orphaned
+from tasks_app.recovery import recover, task_requeue_orphaned
 
 from .live_server import ROOT, free_port, wait_until
 
@@ -173,7 +173,7 @@ def test_recover_stale_tasks_requeues_abandoned_tasks_and_fails_exhausted_ones(
     pending.refresh_from_db()
     assert (fresh.state, fresh.error) == (Task.State.PROCESSING, None)
     assert pending.state == Task.State.PENDING
-    assert task_fail_stale(older_than_seconds=60) == 0
+    assert recover(stale_seconds=60, max_attempts=3) == {"requeued": 0, "failed": 0, "enqueued": 0}
 
 
 def test_orphaned_tasks_of_stopped_workers_go_back_to_pending_until_out_of_attempts(

@@ -9,9 +9,12 @@ COPY requirements/ /tmp/requirements/
 RUN /opt/venv/bin/pip install -r /tmp/requirements/prod.txt
 
 FROM python:3.11-slim
+# Production mode by default: no debug, HSTS and HTTPS redirect (behind a TLS proxy, set
+# DJANGO_SECURE_PROXY_SSL_HEADER), and no demo user unless DEMO_PASSWORD is given.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
+    DJANGO_PRODUCTION=1 \
     DATA_DIR=/data
 RUN useradd --create-home --uid 10001 app \
     && mkdir -p /data \
@@ -26,7 +29,12 @@ USER app
 # point elsewhere.
 VOLUME ["/data"]
 EXPOSE 8000
-# The embedded default: migrate, demo user, Daphne and one worker. For the scaled shape run
-# the same image with `daphne -b 0.0.0.0 -p 8000 project.asgi:application` or
-# `python manage.py db_worker --queue-name '*'` as the command.
+# Every command answers /healthz on port 8000 except `worker`: override or disable the check
+# for worker containers (docker run --no-healthcheck).
+HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 \
+    CMD ["python", "manage.py", "healthcheck", "--url", "http://127.0.0.1:8000/healthz"]
+# One image, three process commands:
+#   serve   (default) the embedded shape: migrate, then Daphne and one worker, restarted on crash
+#   web     Daphne only, for the scaled shape behind a load balancer
+#   worker  a job worker, for the scaled shape (as many as you like, anywhere)
 CMD ["python", "manage.py", "serve", "--host", "0.0.0.0"]

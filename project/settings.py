@@ -208,7 +208,30 @@ TASK_PROGRESS_INTERVAL = float(env("TASK_PROGRESS_INTERVAL", "0.25"))
 AUDIO_JOB_TIMEOUT_SECONDS = env_int("AUDIO_JOB_TIMEOUT_SECONDS", 7200)
 AUDIO_JOB_MEMORY_MB = env_int("AUDIO_JOB_MEMORY_MB", 4096)
 
+# Recovery: a processing task without a heartbeat for TASK_STALE_SECONDS goes back to pending
+# (up to TASK_MAX_ATTEMPTS attempts, then failed); workers sweep every TASK_RECOVERY_SECONDS.
+TASK_STALE_SECONDS = float(env("TASK_STALE_SECONDS", "60"))
+TASK_MAX_ATTEMPTS = env_int("TASK_MAX_ATTEMPTS", 3)
+TASK_RECOVERY_SECONDS = float(env("TASK_RECOVERY_SECONDS", "15"))
+
+# Operations: /metrics answers callers with `Authorization: Bearer $METRICS_TOKEN` or from an
+# allow-listed address (IPs or CIDR networks; none by default).
+METRICS_TOKEN = env("METRICS_TOKEN")
+METRICS_ALLOWED_IPS = env_list("METRICS_ALLOWED_IPS")
+
 if PRODUCTION:
+    # Behind a TLS-terminating proxy, set DJANGO_SECURE_PROXY_SSL_HEADER (for example
+    # `X-Forwarded-Proto`) so Django knows the request was HTTPS; only do so when the proxy
+    # always sets or strips that header.
+    proxy_header = env("DJANGO_SECURE_PROXY_SSL_HEADER")
+    if proxy_header:
+        SECURE_PROXY_SSL_HEADER = ("HTTP_" + proxy_header.upper().replace("-", "_"), "https")
+    SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", True)
+    # Health checks and scrapes come over plain HTTP from inside the network.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
+    SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", True)
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
 

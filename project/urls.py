@@ -1,9 +1,13 @@
-"""URL configuration: admin, the REST API, its OpenAPI schema and docs (SSE is in asgi.py)."""
+"""URL configuration: admin, the REST API, its OpenAPI schema and docs, health and metrics
+(SSE is in asgi.py)."""
 
 from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from tasks_app.health import healthz_view
+from tasks_app.metrics import metrics_view
 
 urlpatterns = [
     path("", RedirectView.as_view(url="/docs", permanent=False)),
@@ -13,6 +17,8 @@ urlpatterns = [
     path("docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema")),
     path("api-auth/", include("rest_framework.urls")),
+    path("healthz", healthz_view, name="healthz"),
+    path("metrics", metrics_view, name="metrics"),
 ]
 
 handler404 = "tasks_app.api.views.not_found"

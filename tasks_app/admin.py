@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.auth import admin as auth_admin
+from django.contrib.auth import get_user_model
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.template.defaultfilters import filesizeformat
@@ -188,3 +190,20 @@ def _report(model_admin: admin.ModelAdmin, request: HttpRequest, delete: Any) ->
         delete()
     except DomainError as exc:
         model_admin.message_user(request, exc.message, messages.ERROR)
+
+
+class UserAdmin(auth_admin.UserAdmin):
+    """Django's user admin; deleting a user also deletes their tasks, audio and stored files."""
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        """Delete one user through the service."""
+        services.user_delete(user=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        """Delete the selected users through the service."""
+        for user in queryset:
+            services.user_delete(user=user)
+
+
+admin.site.unregister(get_user_model())
+admin.site.register(get_user_model(), UserAdmin)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
 import tempfile
+import threading
 import time
 from contextlib import contextmanager
 from typing import Iterator
@@ -13,6 +15,7 @@ from typing import Iterator
 from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import default_storage
+from django.db import DatabaseError
 from django_tasks import task
 
 from . import services
@@ -23,6 +26,14 @@ from .isolation import JobCrashed, run_isolated
 from .models import Task
 
 logger = logging.getLogger(__name__)
+
+# Set by the worker on a graceful SIGTERM/SIGINT: the running job stops at its next progress
+# callback and hands its task back to pending instead of finishing (or failing) it.
+hand_back_requested = threading.Event()
+
+
+class HandBack(Exception):
+    """The worker is stopping: give the running task back to the queue."""
 
 
 class ProgressReporter:
@@ -49,6 +60,8 @@ class ProgressReporter:
 
     def __call__(self, fraction: float, stage: str) -> None:
         """Pipeline callback: record progress and maybe write it."""
+        if hand_back_requested.is_set():
+            raise HandBack(self.task_id)
         now = time.monotonic()
         self.estimator.update(now, min(fraction, 1.0))
         stage_changed = stage != self.stage
@@ -150,6 +163,10 @@ def process(task_row: Task) -> None:
     except Cancelled:
         logger.info("Task %s stopped: no longer processing", task_id)
         return
+    except HandBack:
+        if services.task_hand_back(task_id=task_id, attempt=attempt) is not None:
+            logger.warning("Worker stopping: task %s handed back to pending", task_id)
+        return
     except (AudioError, OptionsError, JobCrashed) as exc:
         services.task_fail(task_id=task_id, attempt=attempt, error=str(exc))
         return
@@ -158,7 +175,17 @@ def process(task_row: Task) -> None:
         services.task_fail(task_id=task_id, attempt=attempt,
                            error=f"{type(exc).__name__}: {exc}")
         return
-    if services.task_complete(task_id=task_id, attempt=attempt, result=result) is None:
-        logger.info("Task %s attempt %d was cancelled or superseded before it could complete",
+    try:
+        # Django's JSON encoder writes NaN and infinity, which no database accepts as JSON.
+        json.dumps(result, allow_nan=False)
+        completed = services.task_complete(task_id=task_id, attempt=attempt, result=result)
+    except (TypeError, ValueError, DatabaseError) as exc:
+        logger.exception("Task %s: result refused", task_id)
+        services.task_fail(task_id=task_id, attempt=attempt, error=(
+            f"The result could not be saved ({type(exc).__name__}: {exc}); it must be plain "
+            f"JSON without NaN or infinity. This is a bug in the {task_row.kind!r} processor."))
+        completed = None
+    if completed is None:
+        logger.info("Task %s attempt %d did not complete (cancelled, superseded or refused)",
                     task_id, attempt)
         services.remove_artifacts(services.artifacts_dir(task_id, attempt))

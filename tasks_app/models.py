@@ -61,13 +61,18 @@ class Task(models.Model):
         State.CANCELLED: frozenset({State.PENDING}),
         State.COMPLETED: frozenset(),
     }
+    # Recovery only (a worker died or handed its task back), never through the API: a
+    # processing task goes back to pending for another attempt.
+    RECOVERY_TRANSITIONS: dict[str, frozenset[str]] = {State.PROCESSING: frozenset({State.PENDING})}
     TERMINAL: frozenset[str] = frozenset({State.COMPLETED, State.FAILED, State.CANCELLED})
 
     id = models.CharField(primary_key=True, max_length=40, default=new_task_id, editable=False)
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="tasks"
     )
-    audio_file = models.ForeignKey(AudioFile, on_delete=models.PROTECT, related_name="tasks")
+    # RESTRICT, not PROTECT: an audio file in use cannot be deleted on its own, but deleting
+    # its owner (which cascades to both) deletes the tasks along with it.
+    audio_file = models.ForeignKey(AudioFile, on_delete=models.RESTRICT, related_name="tasks")
     kind = models.CharField(max_length=32, default="analyze")
     options = models.JSONField(default=dict, blank=True)
     state = models.CharField(
@@ -102,6 +107,11 @@ class Task(models.Model):
     def can_transition(cls, old: str, new: str) -> bool:
         """Whether the state machine allows `old` → `new`."""
         return new in cls.TRANSITIONS.get(old, frozenset())
+
+    @classmethod
+    def can_recover(cls, old: str, new: str) -> bool:
+        """Whether recovery (not the API) may move a task from `old` to `new`."""
+        return new in cls.RECOVERY_TRANSITIONS.get(old, frozenset())
 
     @property
     def channel(self) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -205,6 +206,60 @@ def task_fail(*, task_id: str, error: str, attempt: int | None = None) -> Task |
         )
     except (IllegalTransition, NotFound):
         return None
+
+
+# ------------------------------------------------------------------- recovery
+
+
+def task_hand_back(
+    *, task_id: str, attempt: int | None = None, stale_before: datetime | None = None
+) -> Task | None:
+    """Send a processing task back to pending for another attempt and enqueue it again.
+
+    Recovery only (a worker stopping gracefully, or one that died): the guarded write
+    changes the task only while it is still processing the same attempt (and, with
+    `stale_before`, has not reported since), so a live worker is never robbed of its task.
+    Returns None when the task moved on.
+    """
+    with transaction.atomic():
+        task = Task.objects.select_for_update().filter(pk=task_id).first()
+        if task is None or not Task.can_recover(task.state, State.PENDING):
+            return None
+        if attempt is not None and task.attempts != attempt:
+            return None
+        last_sign = task.heartbeat_at or task.updated_at
+        if stale_before is not None and last_sign >= stale_before:
+            return None
+        task.state = State.PENDING
+        task.progress = 0.0
+        task.stage = ""
+        task.estimated_time = None
+        task.started_at = None
+        task.heartbeat_at = None
+        task.save()
+        _enqueue_on_commit(task.id)
+    return task
+
+
+def task_enqueue_again(*, task_id: str, lost_job_id: str) -> bool:
+    """Enqueue a pending task whose job `lost_job_id` is gone; False when it changed meanwhile."""
+    with transaction.atomic():
+        found = Task.objects.select_for_update().filter(
+            pk=task_id, state=State.PENDING, job_id=lost_job_id).exists()
+        if found:
+            _enqueue_on_commit(task_id)
+    return found
+
+
+def user_delete(*, user: Any) -> None:
+    """Delete a user with all their tasks, audio files and the stored files of both."""
+    with transaction.atomic():
+        for task in Task.objects.select_for_update().filter(owner=user):
+            _delete_task_row(task)
+        names = [name for name in AudioFile.objects.filter(owner=user)
+                 .values_list("file", flat=True) if name]
+        user.delete()  # cascades to the audio file rows
+    transaction.on_commit(lambda: [default_storage.delete(name) for name in names])
 
 
 # ------------------------------------------------------------------- helpers

@@ -1,8 +1,18 @@
-"""Shared fixtures: users, JWT-authenticated API clients, real audio files, isolated media."""
+"""Shared fixtures: users, JWT-authenticated API clients, real audio files, isolated media.
+
+Also the external-service gate: tests marked `needs_postgres`, `needs_redis`, `needs_ffmpeg`
+or `needs_redis_server` skip (with a reason saying how to enable them) when that service is
+missing, unless REQUIRE_SERVICES=1, where a missing service fails the test instead.
+"""
 
 from __future__ import annotations
 
+import functools
+import os
+import shutil
+import socket
 from collections.abc import Callable
+from urllib.parse import urlsplit
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +23,77 @@ from rest_framework.test import APIClient
 from tasks_app.audio.generate import write_tone
 
 PASSWORD = "correct horse battery staple"
+
+# Where the scaled-shape tests find PostgreSQL and Redis (point them elsewhere, or at a closed
+# port to simulate a machine without them).
+POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@functools.cache
+def postgres_missing() -> str | None:
+    """Why PostgreSQL cannot be used by the tests, or None when it answers."""
+    try:
+        import psycopg
+
+        with psycopg.connect(POSTGRES_URL, connect_timeout=3):
+            return None
+    except Exception as exc:  # noqa: BLE001 - any failure means "not available"
+        return (f"PostgreSQL at {POSTGRES_URL} does not answer ({type(exc).__name__}); start it "
+                f"(apt-get install postgresql) or set TEST_POSTGRES_URL")
+
+
+@functools.cache
+def redis_missing() -> str | None:
+    """Why Redis cannot be used by the tests, or None when it answers PING."""
+    parts = urlsplit(REDIS_URL)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 6379),
+                                      timeout=3) as sock:
+            sock.settimeout(3)
+            sock.sendall(b"PING\r\n")
+            if sock.recv(16).startswith(b"+PONG"):
+                return None
+            raise ConnectionError("no PONG")
+    except OSError as exc:
+        return (f"Redis at {REDIS_URL} does not answer ({type(exc).__name__}); start it "
+                f"(apt-get install redis-server) or set TEST_REDIS_URL")
+
+
+def programs_missing(*programs: str) -> str | None:
+    """Why these programs cannot be run, or None when all are on PATH."""
+    absent = [name for name in programs if shutil.which(name) is None]
+    if not absent:
+        return None
+    return f"{', '.join(absent)} not on PATH; install it (apt-get install {' '.join(absent)})"
+
+
+SERVICE_CHECKS: dict[str, Callable[[], str | None]] = {
+    "needs_postgres": postgres_missing,
+    "needs_redis": redis_missing,
+    "needs_ffmpeg": lambda: programs_missing("ffmpeg", "espeak-ng"),
+    "needs_redis_server": lambda: programs_missing("redis-server"),
+}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Declare the service markers."""
+    for name in SERVICE_CHECKS:
+        config.addinivalue_line("markers", f"{name}: skipped unless the service is available")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Skip a test whose service is missing, or fail it when REQUIRE_SERVICES=1."""
+    for name, check in SERVICE_CHECKS.items():
+        if item.get_closest_marker(name) is None:
+            continue
+        reason = check()
+        if reason is None:
+            continue
+        if os.environ.get("REQUIRE_SERVICES") == "1":
+            pytest.fail(f"REQUIRE_SERVICES=1 but {reason}", pytrace=False)
+        pytest.skip(f"{reason} (REQUIRE_SERVICES=1 makes this a failure)")
 
 
 @pytest.fixture(autouse=True)

@@ -105,6 +105,8 @@ def read_events(client: httpx.Client, url: str, *, headers: dict | None = None,
             source.response.read()
             return status, events
         for sse in source.iter_sse():
+            if is_keepalive(sse):
+                continue
             events.append(sse)
             if until is not None and until(events):
                 break
@@ -112,10 +114,20 @@ def read_events(client: httpx.Client, url: str, *, headers: dict | None = None,
     return status, events
 
 
+def is_keepalive(sse: ServerSentEvent) -> bool:
+    """Whether httpx-sse turned a `: keep-alive` comment into an empty event.
+
+    The SSE spec keeps the last event id across events, so httpx-sse dispatches the blank
+    line after a comment as an event with no data (and the default type, "message") once any
+    id has been seen. The server never sends a real event without data.
+    """
+    return not sse.data and sse.event in ("", "message")
+
+
 def payloads(events: list[ServerSentEvent], kind: str | None = None) -> list[dict]:
-    """The JSON data of the events, optionally of one type only."""
-    # A keep-alive comment after an event makes httpx-sse yield an empty event: skip those.
-    return [json.loads(e.data) for e in events if e.data and (kind is None or e.event == kind)]
+    """The JSON data of the events (keep-alives left out), optionally of one type only."""
+    return [json.loads(e.data) for e in events
+            if not is_keepalive(e) and (kind is None or e.event == kind)]
 
 
 def start_service(tmp: Path, *, workers: int = 1, extra_env: dict | None = None) -> LiveService:
@@ -136,14 +148,22 @@ def start_service(tmp: Path, *, workers: int = 1, extra_env: dict | None = None)
                    check=True, capture_output=True, timeout=120)
     daphne, base_url = spawn_daphne(tmp, env, "daphne")
     service = LiveService(base_url, env, tmp, daphne)
-    for index in range(workers):
-        wlog = open(tmp / f"worker{index}.log", "wb")
-        service.workers.append(subprocess.Popen(
-            [sys.executable, "manage.py", "db_worker", "--queue-name", "*", "--interval",
-             "0.1", "--no-startup-delay"],
-            cwd=ROOT, env=env, stdout=wlog, stderr=subprocess.STDOUT, start_new_session=True))
-
+    for _ in range(workers):
+        spawn_worker(service)
     return service
+
+
+def spawn_worker(service: LiveService) -> subprocess.Popen:
+    """Start one more worker process (`manage.py worker`) for the service."""
+    index = len(service.workers)
+    wlog = open(service.data_dir / f"worker{index}.log", "wb")
+    proc = subprocess.Popen(
+        [sys.executable, "manage.py", "worker", "--queue-name", "*", "--interval",
+         "0.1", "--no-startup-delay", "--worker-id", f"test-worker-{index}"],
+        cwd=ROOT, env=service.env, stdout=wlog, stderr=subprocess.STDOUT,
+        start_new_session=True)
+    service.workers.append(proc)
+    return proc
 
 
 def spawn_daphne(tmp: Path, env: dict, name: str,
@@ -184,7 +204,12 @@ def stop_service(service: LiveService) -> None:
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory) -> Iterator[LiveService]:
-    """A running service (SQLite, no Redis) shared by one test module."""
-    service = start_service(tmp_path_factory.mktemp("live"))
+    """A running service (SQLite, no Redis) shared by one test module.
+
+    Progress is written every 50 ms, so even a machine ten times faster than ours reports
+    several intermediate values for the test files.
+    """
+    service = start_service(tmp_path_factory.mktemp("live"),
+                            extra_env={"TASK_PROGRESS_INTERVAL": "0.05"})
     yield service
     stop_service(service)

@@ -145,3 +145,15 @@ def test_deleting_audio_removes_its_finished_tasks_through_the_service(
     assert calls == [task.audio_file_id]
     assert not AudioFile.objects.exists()
     assert not Task.objects.exists()
+
+
+def test_deleting_a_user_in_the_admin_deletes_their_tasks_audio_and_files(
+    admin_client, user, make_task, media_files, django_capture_on_commit_callbacks
+):
+    make_task(user, state="processing")
+    make_task(user)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(f"/admin/auth/user/{user.pk}/delete/", {"post": "yes"})
+    assert response.status_code == 302
+    assert not Task.objects.exists() and not AudioFile.objects.exists()
+    assert media_files() == []

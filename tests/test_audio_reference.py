@@ -3,8 +3,9 @@
 `analyze` is compared on speech from espeak-ng (as synthesised, resampled to stereo, and through
 MP3), music-like mixes at 44.1 and 96 kHz, pink and white noise, and loud bursts in near-silence
 (gating); `normalize` output is measured by ffmpeg to be on target and under the ceiling. Both tools
-must be installed (CI does: `apt-get install ffmpeg espeak-ng`); a missing one fails the test, since
-skipping would let the comparison silently stop running. The service itself never runs ffmpeg.
+must be installed (`apt-get install ffmpeg espeak-ng`): without them the tests skip, and with
+REQUIRE_SERVICES=1 (as in CI) they fail, so the comparison never silently stops running there.
+The service itself never runs ffmpeg.
 """
 
 import re
@@ -21,6 +22,8 @@ import scipy.signal
 from bench._signals import LowPass, PinkNoise, music, write_chunks
 from tasks_app.audio.generate import write_audio
 from tasks_app.audio.registry import get_processor, validate_options
+
+pytestmark = pytest.mark.needs_ffmpeg
 
 # ffmpeg prints one decimal, so up to 0.05 of each tolerance is its rounding.
 LOUDNESS_TOLERANCE_LU = 0.1

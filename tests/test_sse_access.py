@@ -97,8 +97,11 @@ def test_user_stream_carries_every_task_of_the_caller_only(service, audio_id):
         status, events = read_events(client, "/api/v1/sse/tasks/progress",
                                      until=new_task_arrived)
     assert status == 200
-    snapshot_ids = {p["task_id"] for p in payloads(events[:1])}
-    assert existing["id"] in snapshot_ids or events[0].event == "progress"
+    assert events[0].event == "progress"
+    # The task was only ever pending before the stream opened, so its pending state can only
+    # have come from the snapshot; the cancel made while streaming came live.
+    existing_states = [p["state"] for p in payloads(events) if p["task_id"] == existing["id"]]
+    assert existing_states[0] == "pending" and existing_states[-1] == "cancelled"
     seen = {p["task_id"] for p in payloads(events)}
     assert existing["id"] in seen and bob_task_seen[0] not in seen
     assert payloads(events[-1:])[0]["state"] == "cancelled"
@@ -163,3 +166,14 @@ def test_idle_stream_gets_keep_alives(service, audio_id):
                 break
     assert lines[0] == "event: progress"
     assert lines[-1] == ": keep-alive"
+
+
+def test_the_stream_reader_does_not_take_a_keep_alive_for_an_event():
+    body = b'event: progress\nid: user-1:1\ndata: {"task_id": "t"}\n\n: keep-alive\n\n'
+    transport = httpx.MockTransport(lambda request: httpx.Response(
+        200, content=body, headers={"Content-Type": "text/event-stream"}))
+    with httpx.Client(transport=transport, base_url="http://test") as client:
+        status, events = read_events(client, "/stream")
+    assert status == 200
+    assert [(e.event, e.id) for e in events] == [("progress", "user-1:1")]
+    assert payloads(events) == [{"task_id": "t"}]

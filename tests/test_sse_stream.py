@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-from pathlib import Path
 
 import httpx
 import pytest
@@ -37,10 +35,8 @@ def event_number(event_id: str) -> int:
 def test_analyze_task_streams_snapshot_progress_eta_then_complete(live, long_audio):  # noqa: F811
     token = live.token("alice")
     task = live.create_task(token, long_audio["id"], kind="analyze")
-    started = time.monotonic()
     with live.client(token, timeout=120) as client:
         status, events = read_events(client, stream_url(task["id"]), timeout=180)
-        elapsed = time.monotonic() - started
         assert status == 200
         assert events[0].event == "progress"  # the snapshot
         assert events[0].id, "the snapshot carries an id so a reconnect resumes after it"
@@ -58,7 +54,6 @@ def test_analyze_task_streams_snapshot_progress_eta_then_complete(live, long_aud
                                   for p in processing)
         ids = [event_number(e.id) for e in events[1:]]
         assert ids == list(range(ids[0], ids[0] + len(ids))), "no gaps, no repeats"
-        assert elapsed > 1.0, f"processing took {elapsed:.2f} s; make the file longer"
 
         detail = client.get(f"/api/v1/tasks/{task['id']}/").json()
         assert abs(detail["result"]["format"]["duration"] - LONG_SECONDS) < 0.010
@@ -115,15 +110,12 @@ def test_cancel_during_processing_ends_stream_with_cancelled(live, long_audio): 
         with httpx.Client(base_url=live.base_url, timeout=60,
                           headers={"Authorization": f"Bearer {token}"}) as streamer:
             _, seen = read_events(streamer, stream_url(task["id"]), until=processing)
-            cancelled_at = time.monotonic()
             resp = client.post(f"/api/v1/tasks/{task['id']}/cancel/")
             assert resp.status_code == 200, resp.text
             _, rest = read_events(streamer, stream_url(task["id"]),
                                   headers={"Last-Event-ID": seen[-1].id})
-            waited = time.monotonic() - cancelled_at
         assert rest[-1].event == "complete"
         assert payloads(rest[-1:])[0]["state"] == "cancelled"
-        assert waited < 2.0
         assert client.get(f"/api/v1/tasks/{task['id']}/").json()["state"] == "cancelled"
 
 

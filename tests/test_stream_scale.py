@@ -64,6 +64,7 @@ async def follow(client: httpx.AsyncClient, url: str, opened: asyncio.Queue) -> 
     return events
 
 
+@pytest.mark.slow
 def test_300_streams_share_threads_and_database_connections(idle_service, tmp_path):
     service = idle_service
     token = service.token("alice")

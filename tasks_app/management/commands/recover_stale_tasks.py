@@ -1,31 +1,39 @@
-"""`manage.py recover_stale_tasks`: fail tasks left `processing` by a worker that died."""
+"""`manage.py recover_stale_tasks`: one recovery sweep (workers also run it every few seconds)."""
 
 from __future__ import annotations
 
 from argparse import ArgumentParser
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from tasks_app.recovery import task_fail_stale
-
-DEFAULT_STALE_SECONDS = 60.0
+from tasks_app.recovery import recover
 
 
 class Command(BaseCommand):
-    """Mark processing tasks without a recent heartbeat as failed, with a readable error."""
+    """Send tasks of dead workers back to pending (or fail them), enqueue lost pending tasks."""
 
-    help = ("Fail tasks stuck in `processing` whose worker stopped (no heartbeat for "
-            "--older-than seconds), so they can be retried.")
+    help = ("Send tasks stuck in `processing` (no heartbeat for --older-than seconds) back to "
+            "pending, or fail them once they have had --max-attempts attempts; enqueue again "
+            "pending tasks whose job was lost. `worker` does this every TASK_RECOVERY_SECONDS.")
 
     def add_arguments(self, parser: ArgumentParser) -> None:
-        """--older-than."""
+        """--older-than, --max-attempts."""
         parser.add_argument(
-            "--older-than", type=float, default=DEFAULT_STALE_SECONDS, metavar="SECONDS",
+            "--older-than", type=float, default=None, metavar="SECONDS",
             help="Heartbeat age after which a processing task counts as abandoned "
-                 "(default: %(default)s).")
+                 "(default: TASK_STALE_SECONDS).")
+        parser.add_argument(
+            "--max-attempts", type=int, default=None,
+            help="Attempts after which a stale task is failed instead "
+                 "(default: TASK_MAX_ATTEMPTS).")
 
-    def handle(self, *args: Any, older_than: float, **options: Any) -> None:
-        """Run the recovery and report how many tasks it failed."""
-        failed = task_fail_stale(older_than_seconds=older_than)
-        self.stdout.write(f"Failed {failed} stale task(s).")
+    def handle(self, *args: Any, older_than: float | None, max_attempts: int | None,
+               **options: Any) -> None:
+        """Run one sweep and report what it did."""
+        done = recover(
+            stale_seconds=settings.TASK_STALE_SECONDS if older_than is None else older_than,
+            max_attempts=settings.TASK_MAX_ATTEMPTS if max_attempts is None else max_attempts)
+        self.stdout.write(f"Sent {done['requeued']} stale task(s) back to pending, failed "
+                          f"{done['failed']}, enqueued {done['enqueued']} lost task(s).")

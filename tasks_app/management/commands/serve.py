@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from argparse import ArgumentParser
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any
@@ -20,22 +21,35 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, OutputWrapper
 
 from tasks_app.accounts import DEFAULT_DEMO_PASSWORD, demo_password, ensure_demo_user
-from tasks_app.recovery import task_fail_orphaned, task_fail_stale
+from tasks_app.recovery import recover, task_requeue_orphaned
 
-STALE_SECONDS = 60.0
-# How long children get to finish after SIGTERM (a worker finishes its current task
+# How long children get to finish after SIGTERM (a worker hands its current task back
 # first) before they are asked again, and then killed.
 GRACE_SECONDS = 10.0
 FORCE_SECONDS = 5.0
+# A crashed child is restarted after 1, 2, 4 … 30 s; a child that ran this long counts as
+# healthy again, so its next crash restarts it after 1 s.
+BACKOFF_FIRST = 1.0
+BACKOFF_MAX = 30.0
+STABLE_SECONDS = 60.0
 PR_SET_PDEATHSIG = 1
 
 
 @dataclass
 class Child:
-    """One supervised process."""
+    """One supervised process, restarted with back-off when it dies."""
 
     name: str
-    process: subprocess.Popen
+    argv: list[str]
+    process: subprocess.Popen | None = None
+    started_at: float = 0.0
+    crashes: int = 0
+    restart_at: float | None = None
+    worker_id: str | None = None
+
+    def alive(self) -> bool:
+        """Whether the process is running."""
+        return self.process is not None and self.process.poll() is None
 
 
 def _libc() -> Any:
@@ -48,23 +62,30 @@ def _libc() -> Any:
         return None
 
 
-def start_child(name: str, argv: list[str], libc: Any) -> Child:
+def start_child(child: Child, libc: Any) -> None:
     """Start a child in its own process group, so a terminal's Ctrl-C reaches only us.
 
-    We forward the signal once; a second SIGINT would make the worker abort its task.
+    We forward the signal once; a second SIGINT would make the worker stop at once.
     On Linux the child also gets SIGTERM if this process dies without cleaning up.
     """
     def die_with_parent() -> None:
         if libc is not None:
             libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
-    process = subprocess.Popen(argv, cwd=settings.BASE_DIR, process_group=0,
-                               preexec_fn=die_with_parent)
-    return Child(name, process)
+    child.process = subprocess.Popen(child.argv, cwd=settings.BASE_DIR, process_group=0,
+                                     preexec_fn=die_with_parent)
+    child.started_at = time.monotonic()
+    child.restart_at = None
 
 
-def supervise(children: list[Child], stdout: OutputWrapper) -> tuple[Child | None, int | None]:
-    """Wait until a child exits or we get SIGINT/SIGTERM; return (dead child, signal)."""
+def backoff(crashes: int) -> float:
+    """Seconds to wait before restarting a child that crashed `crashes` times in a row."""
+    return min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** max(0, crashes - 1))
+
+
+def supervise(children: list[Child], libc: Any, stdout: OutputWrapper,
+              on_exit: Callable[[Child], None]) -> int:
+    """Restart children that exit (with back-off) until SIGINT/SIGTERM; return the signal."""
     received: list[int] = []
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -73,12 +94,21 @@ def supervise(children: list[Child], stdout: OutputWrapper) -> tuple[Child | Non
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         while not received:
+            now = time.monotonic()
             for child in children:
-                if child.process.poll() is not None:
-                    return child, None
+                if child.restart_at is None and not child.alive():
+                    ran = now - child.started_at
+                    child.crashes = 1 if ran >= STABLE_SECONDS else child.crashes + 1
+                    delay = backoff(child.crashes)
+                    stdout.write(f"{child.name} exited with code {child.process.returncode} "
+                                 f"after {ran:.0f} s; restarting in {delay:.0f} s.")
+                    on_exit(child)
+                    child.restart_at = now + delay
+                elif child.restart_at is not None and now >= child.restart_at:
+                    start_child(child, libc)
             time.sleep(0.2)
         stdout.write(f"Received {signal.strsignal(received[0])}; shutting down…")
-        return None, received[0]
+        return received[0]
     finally:
         # While stopping, further Ctrl-C are ignored so the shutdown itself is not cut short.
         for sig in previous:
@@ -89,7 +119,7 @@ def stop_children(children: list[Child], signum: int) -> None:
     """Forward `signum` to the living children, insist once, then kill what is left."""
     for attempt, wait in ((signum, GRACE_SECONDS), (signal.SIGTERM, FORCE_SECONDS),
                           (signal.SIGKILL, 5.0)):
-        alive = [c for c in children if c.process.poll() is None]
+        alive = [c for c in children if c.alive()]
         if not alive:
             return
         for child in alive:
@@ -98,7 +128,7 @@ def stop_children(children: list[Child], signum: int) -> None:
             except ProcessLookupError:
                 pass
         deadline = time.monotonic() + wait
-        while time.monotonic() < deadline and any(c.process.poll() is None for c in alive):
+        while time.monotonic() < deadline and any(c.alive() for c in alive):
             time.sleep(0.1)
 
 
@@ -108,11 +138,11 @@ def display_host(host: str) -> str:
 
 
 class Command(BaseCommand):
-    """Migrate, ensure the demo user, then run Daphne and the worker until stopped."""
+    """Migrate, ensure the demo user, then run and restart Daphne and the worker until stopped."""
 
     help = ("Start everything on one machine: migrate the database, ensure the demo user, "
-            "fail tasks abandoned by a dead worker, then run Daphne and db_worker as child "
-            "processes until Ctrl-C/SIGTERM or until one of them exits.")
+            "recover tasks abandoned by a dead worker, then run Daphne and the worker as child "
+            "processes until Ctrl-C/SIGTERM, restarting (with back-off) any that exits.")
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         """--host, --port, --workers, --no-worker."""
@@ -141,34 +171,38 @@ class Command(BaseCommand):
         self.print_banner(display_host(host), port, username)
 
         libc = _libc()
-        children = [start_child("daphne", [
+        children = [Child("daphne", [
             sys.executable, "-m", "daphne", "-b", host, "-p", str(port),
-            "project.asgi:application"], libc)]
-        worker_ids: list[str] = []
+            "project.asgi:application"])]
         if not no_worker:
-            recovered = task_fail_stale(older_than_seconds=STALE_SECONDS)
-            if recovered:
-                self.stdout.write(f"Failed {recovered} task(s) abandoned by a stopped worker.")
+            done = recover(stale_seconds=settings.TASK_STALE_SECONDS,
+                           max_attempts=settings.TASK_MAX_ATTEMPTS)
+            if done["requeued"] or done["failed"]:
+                self.stdout.write(f"Recovered tasks abandoned by a stopped worker: "
+                                  f"{done['requeued']} back to pending, {done['failed']} failed.")
             for index in range(workers):
                 worker_id = f"serve-{socket.gethostname()[:32]}-{os.getpid()}-{index}"
-                worker_ids.append(worker_id)
-                children.append(start_child(f"worker {index}", [
-                    sys.executable, str(settings.BASE_DIR / "manage.py"), "db_worker",
+                children.append(Child(f"worker {index}", [
+                    sys.executable, str(settings.BASE_DIR / "manage.py"), "worker",
                     "--queue-name", "*", "--interval", "0.2", "--no-startup-delay",
-                    "--no-reload", "--worker-id", worker_id], libc))
+                    "--worker-id", worker_id], worker_id=worker_id))
+        for child in children:
+            start_child(child, libc)
 
-        dead, signum = supervise(children, self.stdout)
-        stop_children(children, signum or signal.SIGTERM)
-        # Our workers are gone: whatever they were processing will never finish.
-        orphaned = task_fail_orphaned(worker_ids=worker_ids)
-        if orphaned:
-            self.stdout.write(f"Failed {orphaned} task(s) the stopped worker left unfinished.")
-        if dead is not None:
-            code = dead.process.returncode
-            if code != 0:
-                raise CommandError(f"{dead.name} exited with code {code}; stopped the rest.",
-                                   returncode=code if code > 0 else 1)
-            self.stderr.write(f"{dead.name} exited; stopped the rest.")
+        signum = supervise(children, libc, self.stdout, on_exit=self.hand_back_orphans)
+        stop_children(children, signum)
+        for child in children:
+            self.hand_back_orphans(child)
+
+    def hand_back_orphans(self, child: Child) -> None:
+        """A worker is gone: whatever it was processing goes back to pending (or fails)."""
+        if child.worker_id is None:
+            return
+        requeued, failed = task_requeue_orphaned(worker_ids=[child.worker_id],
+                                                 max_attempts=settings.TASK_MAX_ATTEMPTS)
+        if requeued or failed:
+            self.stdout.write(f"{child.name} left {requeued} task(s) unfinished: sent back to "
+                              f"pending ({failed} failed, out of attempts).")
 
     def print_banner(self, host: str, port: int, username: str | None) -> None:
         """Tell the operator where to go and how to log in."""

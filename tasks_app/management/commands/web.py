@@ -1,0 +1,31 @@
+"""`manage.py web`: the web process of the scaled shape (Daphne serving project.asgi)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from argparse import ArgumentParser
+from typing import Any
+
+from django.core.management.base import BaseCommand
+
+
+class Command(BaseCommand):
+    """Replace this process with Daphne on the given address."""
+
+    help = (
+        "Run the web process (Daphne) for the scaled shape: same as "
+        "`daphne -b HOST -p PORT project.asgi:application`. Run `worker` processes next to it."
+    )
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        """--host, --port."""
+        parser.add_argument("--host", default="127.0.0.1", help="Bind address (%(default)s).")
+        parser.add_argument("--port", type=int, default=8000, help="Port (%(default)s).")
+
+    def handle(self, *args: Any, host: str, port: int, **options: Any) -> None:
+        """exec Daphne, so signals reach it directly (no extra process in between)."""
+        argv = [sys.executable, "-m", "daphne", "-b", host, "-p", str(port), "project.asgi:application"]
+        self.stdout.write(f"Starting Daphne on {host}:{port}")
+        self.stdout.flush()
+        os.execv(sys.executable, argv)

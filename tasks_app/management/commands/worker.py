@@ -1,0 +1,92 @@
+"""`manage.py worker`: the job worker, with periodic recovery and a graceful hand-back on stop."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from types import FrameType
+from typing import Any
+
+from django.conf import settings
+from django.db import close_old_connections
+from django_tasks_db.management.commands import db_worker
+
+from tasks_app import jobs
+from tasks_app.recovery import recover
+
+logger = logging.getLogger(__name__)
+
+
+class Worker(db_worker.Worker):
+    """django-tasks-db's worker; on the first SIGTERM/SIGINT the running task is handed back."""
+
+    def shutdown(self, signum: int, frame: FrameType | None) -> None:
+        """Stop after handing the current task back (a second signal stops at once)."""
+        if not self.running:
+            # Second signal: leave without a traceback; the task is recovered as stale.
+            logger.warning("Received %s again - stopping now.", signal.strsignal(signum))
+            raise SystemExit(1)
+        if self.running_task:
+            jobs.hand_back_requested.set()
+        super().shutdown(signum, frame)
+
+
+def recovery_loop(stop: threading.Event, interval: float) -> None:
+    """Every `interval` seconds, run one recovery sweep (errors are logged, never fatal)."""
+    while not stop.wait(interval):
+        try:
+            close_old_connections()
+            recover(stale_seconds=settings.TASK_STALE_SECONDS, max_attempts=settings.TASK_MAX_ATTEMPTS)
+        except Exception:  # noqa: BLE001 - a failed sweep must not stop the worker
+            logger.exception("Recovery sweep failed; trying again in %.0f s", interval)
+        finally:
+            close_old_connections()
+
+
+class Command(db_worker.Command):
+    """Run jobs like `db_worker`, and recover stale and lost tasks every few seconds."""
+
+    help = (
+        "Run the job worker (django-tasks-db's db_worker options), and every "
+        "TASK_RECOVERY_SECONDS send tasks of dead workers back to pending and enqueue "
+        "pending tasks whose job was lost. SIGTERM/Ctrl-C hands the running task back. "
+        "--reload is ignored."
+    )
+
+    def handle(
+        self,
+        *args: Any,
+        verbosity: int,
+        queue_name: str,
+        exclude_queues: str,
+        interval: float,
+        batch: bool,
+        backend_name: str,
+        startup_delay: bool,
+        max_tasks: int | None,
+        worker_id: str,
+        **options: Any,
+    ) -> None:
+        """Start the recovery thread, then run the worker until stopped (no autoreload)."""
+        self.configure_logging(verbosity)
+        worker = Worker(
+            queue_names=queue_name.split(","),
+            interval=interval,
+            batch=batch,
+            backend_name=backend_name,
+            startup_delay=startup_delay,
+            max_tasks=max_tasks,
+            worker_id=worker_id,
+            excluded_queue_names=exclude_queues.split(",") if exclude_queues else [],
+        )
+        stop = threading.Event()
+        sweeper = threading.Thread(
+            target=recovery_loop, name="recovery", daemon=True, args=(stop, settings.TASK_RECOVERY_SECONDS)
+        )
+        worker.configure_signals()
+        sweeper.start()
+        try:
+            worker.run()
+        finally:
+            stop.set()

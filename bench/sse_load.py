@@ -31,7 +31,6 @@ import resource
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -83,9 +82,14 @@ def db_connections(pid: int, target: Target) -> int:
         import psycopg
 
         with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            return conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s "
-                                "AND client_port IS NOT NULL AND pid <> pg_backend_pid()",
-                                (target.pg_name,)).fetchone()[0] - target.pg_baseline
+            return (
+                conn.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = %s "
+                    "AND client_port IS NOT NULL AND pid <> pg_backend_pid()",
+                    (target.pg_name,),
+                ).fetchone()[0]
+                - target.pg_baseline
+            )
     count = 0
     for fd in os.listdir(f"/proc/{pid}/fd"):
         try:
@@ -119,10 +123,10 @@ class Target:
         if self.kind == "aiohttp":
             argv = [PY, __file__, "_aiohttp", str(self.port)]
         else:
-            argv = [PY, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port),
-                    "project.asgi:application"]
-        self.proc = subprocess.Popen(argv, cwd=ROOT, env=self.env, stdout=log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+            argv = [PY, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "project.asgi:application"]
+        self.proc = subprocess.Popen(
+            argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
@@ -162,11 +166,16 @@ def make_target(name: str, base: Path, users: int, tasks_per_user: int) -> Targe
     """Prepare a target's database, users, tasks and tokens; start its publisher."""
     tmp = base / name
     tmp.mkdir()
-    env = {k: v for k, v in os.environ.items()
-           if k not in {"DATABASE_URL", "EVENTSTREAM_REDIS", "MEDIA_ROOT"}}
-    env.update({"DATA_DIR": str(tmp), "DJANGO_SETTINGS_MODULE": "project.settings",
-                "SSE_MAX_STREAMS_PER_USER": "100000", "LOG_LEVEL": "WARNING",
-                "PYTHONPATH": str(ROOT)})
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "EVENTSTREAM_REDIS", "MEDIA_ROOT"}}
+    env.update(
+        {
+            "DATA_DIR": str(tmp),
+            "DJANGO_SETTINGS_MODULE": "project.settings",
+            "SSE_MAX_STREAMS_PER_USER": "100000",
+            "LOG_LEVEL": "WARNING",
+            "PYTHONPATH": str(ROOT),
+        }
+    )
     target = Target(name, env, tmp)
     if name == "aiohttp":
         env["EVENTSTREAM_REDIS"] = REDIS_URL
@@ -186,15 +195,26 @@ def make_target(name: str, base: Path, users: int, tasks_per_user: int) -> Targe
     if name == "aiohttp":
         target.kind = "aiohttp"
     if target.kind != "aiohttp":
-        subprocess.run([PY, "manage.py", "migrate", "--noinput"], cwd=ROOT, env=env,
-                       check=True, capture_output=True)
-    out = subprocess.run([PY, __file__, "_setup", target.kind, str(users), str(tasks_per_user)],
-                         cwd=ROOT, env=env, check=True, capture_output=True, text=True)
+        subprocess.run([PY, "manage.py", "migrate", "--noinput"], cwd=ROOT, env=env, check=True, capture_output=True)
+    out = subprocess.run(
+        [PY, __file__, "_setup", target.kind, str(users), str(tasks_per_user)],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     target.streams = [tuple(row) for row in json.loads(out.stdout.splitlines()[-1])]
     target.publisher = subprocess.Popen(
-        [PY, __file__, "_publish", target.kind], cwd=ROOT, env=env, text=True,
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-        stderr=open(tmp / "publisher.log", "wb"), start_new_session=True)
+        [PY, __file__, "_publish", target.kind],
+        cwd=ROOT,
+        env=env,
+        text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=open(tmp / "publisher.log", "wb"),
+        start_new_session=True,
+    )
     return target
 
 
@@ -227,8 +247,7 @@ class Stream:
         """Connect, send the request, read the status line and headers."""
         self.reader, self.writer = await asyncio.open_connection("127.0.0.1", port, limit=2**20)
         auth = f"Authorization: Bearer {token}\r\n" if token else ""
-        self.writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}"
-                          "Accept: text/event-stream\r\n\r\n".encode())
+        self.writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Accept: text/event-stream\r\n\r\n".encode())
         head = await self.reader.readuntil(b"\r\n\r\n")
         self.status = int(head.split(b" ", 2)[1])
 
@@ -251,8 +270,9 @@ class Stream:
         self.writer.close()
 
 
-async def open_streams(target: Target, rows: list[tuple[str, str]], *,
-                       concurrency: int = 100) -> tuple[list[Stream], float]:
+async def open_streams(
+    target: Target, rows: list[tuple[str, str]], *, concurrency: int = 100
+) -> tuple[list[Stream], float]:
     """Open one stream per row; return them and the server CPU seconds spent per connect."""
     gate = asyncio.Semaphore(concurrency)
     before = cpu_seconds(target.proc.pid)
@@ -272,15 +292,13 @@ async def open_streams(target: Target, rows: list[tuple[str, str]], *,
     return list(streams), spent / len(rows)
 
 
-async def probe_get(target: Target, path: str, token: str, stop: asyncio.Event,
-                    out: list[float]) -> None:
+async def probe_get(target: Target, path: str, token: str, stop: asyncio.Event, out: list[float]) -> None:
     """A plain GET every 20 ms until `stop`: its latency shows event-loop stalls."""
     while not stop.is_set():
         started = time.monotonic()
         reader, writer = await asyncio.open_connection("127.0.0.1", target.port)
         auth = f"Authorization: Bearer {token}\r\n" if token else ""
-        writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}"
-                     "Connection: close\r\n\r\n".encode())
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Connection: close\r\n\r\n".encode())
         await reader.read()
         writer.close()
         out.append((time.monotonic() - started) * 1000)
@@ -295,8 +313,9 @@ def percentile(values: list[float], pct: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(pct / 100 * (len(ordered) - 1))))]
 
 
-def deliveries(streams: list[Stream], sent: dict[int, float], by_stream: list[set[int]]
-               ) -> tuple[list[float], int, int, float]:
+def deliveries(
+    streams: list[Stream], sent: dict[int, float], by_stream: list[set[int]]
+) -> tuple[list[float], int, int, float]:
     """Latencies (ms), lost, repeated, and the last arrival time, over a phase's events."""
     latencies, lost, repeated, last = [], 0, 0, 0.0
     for stream, expected in zip(streams, by_stream):
@@ -322,8 +341,9 @@ async def wait_delivered(streams: list[Stream], expected: int, timeout: float) -
 # ----------------------------------------------------------------- scenarios
 
 
-async def latency_phase(target: Target, rows: list[tuple[str, str]], channel_of: list[str],
-                        *, rate: float, seconds: float) -> dict:
+async def latency_phase(
+    target: Target, rows: list[tuple[str, str]], channel_of: list[str], *, rate: float, seconds: float
+) -> dict:
     """Streams on `rows`; the publisher writes to each distinct channel at `rate`/s."""
     streams, cpu_per_connect = await open_streams(target, rows)
     for stream in streams:
@@ -331,8 +351,9 @@ async def latency_phase(target: Target, rows: list[tuple[str, str]], channel_of:
     channels = sorted(set(channel_of))
     stop, probe = asyncio.Event(), []
     probe_task = asyncio.create_task(probe_get(target, *probe_path(target), stop, probe))
-    report = await asyncio.to_thread(target.publish, {"cmd": "rate", "channels": channels,
-                                                      "rate": rate, "seconds": seconds})
+    report = await asyncio.to_thread(
+        target.publish, {"cmd": "rate", "channels": channels, "rate": rate, "seconds": seconds}
+    )
     sent = {int(k): v for k, v in report["sent"].items()}
     per_channel: dict[str, set[int]] = {}
     for seq, channel in report["channel"].items():
@@ -344,28 +365,31 @@ async def latency_phase(target: Target, rows: list[tuple[str, str]], channel_of:
     latencies, lost, repeated, _ = deliveries(streams, sent, expected)
     for stream in streams:
         stream.close()
-    return {"p50": percentile(latencies, 50), "p99": percentile(latencies, 99),
-            "lost": lost, "repeated": repeated, "events": len(sent),
-            "cpu_per_connect_ms": cpu_per_connect * 1000, "get_p99": percentile(probe, 99),
-            "get_max": max(probe, default=float("nan"))}
+    return {
+        "p50": percentile(latencies, 50),
+        "p99": percentile(latencies, 99),
+        "lost": lost,
+        "repeated": repeated,
+        "events": len(sent),
+        "cpu_per_connect_ms": cpu_per_connect * 1000,
+        "get_p99": percentile(probe, 99),
+        "get_max": max(probe, default=float("nan")),
+    }
 
 
-async def fanout_phase(target: Target, rows: list[tuple[str, str]], channel: str,
-                       count: int) -> dict:
+async def fanout_phase(target: Target, rows: list[tuple[str, str]], channel: str, count: int) -> dict:
     """Many subscribers of one channel; the publisher writes `count` events back to back."""
     streams, _ = await open_streams(target, rows)
     for stream in streams:
         stream.seen.clear()
-    report = await asyncio.to_thread(target.publish,
-                                     {"cmd": "burst", "channel": channel, "count": count})
+    report = await asyncio.to_thread(target.publish, {"cmd": "burst", "channel": channel, "count": count})
     sent = {int(k): v for k, v in report["sent"].items()}
     await wait_delivered(streams, len(sent) * len(streams), 120)
     latencies, lost, repeated, last = deliveries(streams, sent, [set(sent)] * len(streams))
     first = min(sent.values())
     for stream in streams:
         stream.close()
-    return {"deliveries_per_s": (len(latencies)) / max(last - first, 1e-6),
-            "lost": lost, "repeated": repeated}
+    return {"deliveries_per_s": (len(latencies)) / max(last - first, 1e-6), "lost": lost, "repeated": repeated}
 
 
 async def idle_phase(target: Target, rows: list[tuple[str, str]], *, watch: float) -> dict:
@@ -383,11 +407,16 @@ async def idle_phase(target: Target, rows: list[tuple[str, str]], *, watch: floa
     stop.set()
     await probe_task
     n = len(streams)
-    result = {"streams": n, "rss_kb_per_stream": (rss_kb(pid) - base["rss"]) / n,
-              "threads_per_stream": (threads(pid) - base["threads"]) / n,
-              "db_per_stream": (db_connections(pid, target) - base["db"]) / n,
-              "idle_cpu_pct": idle_cpu * 100, "cpu_per_connect_ms": cpu_per_connect * 1000,
-              "get_p99": percentile(probe, 99), "get_max": max(probe, default=float("nan"))}
+    result = {
+        "streams": n,
+        "rss_kb_per_stream": (rss_kb(pid) - base["rss"]) / n,
+        "threads_per_stream": (threads(pid) - base["threads"]) / n,
+        "db_per_stream": (db_connections(pid, target) - base["db"]) / n,
+        "idle_cpu_pct": idle_cpu * 100,
+        "cpu_per_connect_ms": cpu_per_connect * 1000,
+        "get_p99": percentile(probe, 99),
+        "get_max": max(probe, default=float("nan")),
+    }
     for stream in streams:
         stream.close()
     await asyncio.sleep(1)
@@ -405,8 +434,7 @@ def probe_path(target: Target) -> tuple[str, str]:
 
 def gc_pauses(target: Target) -> list[float]:
     """Collector pauses over the threshold the server logged (ms)."""
-    return [float(m) for m in re.findall(r"garbage collection paused the server for ([\d.]+) ms",
-                                         target.log_text())]
+    return [float(m) for m in re.findall(r"garbage collection paused the server for ([\d.]+) ms", target.log_text())]
 
 
 def polling_cost(target: Target) -> dict:
@@ -416,8 +444,9 @@ def polling_cost(target: Target) -> dict:
     path, token = probe_path(target)
     with httpx.Client(base_url=f"http://127.0.0.1:{target.port}") as client:
         response = client.get(path, headers={"Authorization": f"Bearer {token}"})
-    request = len(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{target.port}\r\n"
-                  f"Authorization: Bearer {token}\r\nAccept: */*\r\n\r\n")
+    request = len(
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{target.port}\r\nAuthorization: Bearer {token}\r\nAccept: */*\r\n\r\n"
+    )
     head = sum(len(k) + len(v) + 4 for k, v in response.headers.items()) + 17
     return {"requests": 30, "bytes": 30 * (request + head + len(response.content))}
 
@@ -442,17 +471,13 @@ async def run_target(target: Target, args: argparse.Namespace) -> dict:
     """Every scenario against one target."""
     out: dict = {}
     n = args.streams
-    rows, channels = rows_for(target, "users" if target.kind == "ours" and not target.pg_name
-                              else "spread", n)
+    rows, channels = rows_for(target, "users" if target.kind == "ours" and not target.pg_name else "spread", n)
     if target.kind == "ours" and not target.pg_name:
-        out["users"] = await latency_phase(target, rows, channels, rate=args.rate,
-                                           seconds=args.seconds)
+        out["users"] = await latency_phase(target, rows, channels, rate=args.rate, seconds=args.seconds)
     rows, channels = rows_for(target, "one", n)
-    out["one"] = await latency_phase(target, rows, channels, rate=args.rate,
-                                     seconds=args.seconds)
+    out["one"] = await latency_phase(target, rows, channels, rate=args.rate, seconds=args.seconds)
     rows, channels = rows_for(target, "spread", n)
-    out["spread"] = await latency_phase(target, rows, channels, rate=args.spread_rate,
-                                        seconds=args.seconds)
+    out["spread"] = await latency_phase(target, rows, channels, rate=args.spread_rate, seconds=args.seconds)
     rows, channels = rows_for(target, "one", n)
     out["fanout"] = await fanout_phase(target, rows, channels[0], args.burst)
     rows, _ = rows_for(target, "spread", args.idle)
@@ -481,41 +506,59 @@ def table(results: dict[str, dict], args: argparse.Namespace) -> str:
         return f"| {label} | " + " | ".join(str(c) for c in cells) + " |"
 
     n, idle, big = args.streams, args.idle, args.idle_big
-    lines = [f"| figure | {' | '.join(names)} |", "|---" * (len(names) + 1) + "|",
-             row(f"idle RSS per stream ({idle} streams), KB",
-                 lambda r: f"{r['idle']['rss_kb_per_stream']:.1f}"),
-             row("threads per stream", lambda r: f"{r['idle']['threads_per_stream']:.3f}"),
-             row("database connections per stream", lambda r: f"{r['idle']['db_per_stream']:.3f}"),
-             row("server CPU per connect, ms", lambda r: f"{r['idle']['cpu_per_connect_ms']:.2f}"),
-             row(f"latency p50 / p99, {n} streams on 50 users' tasks, ms",
-                 lambda r: f"{r['users']['p50']:.0f} / {r['users']['p99']:.0f}"),
-             row(f"latency p50 / p99, {n} subscribers of one task, ms",
-                 lambda r: f"{r['one']['p50']:.0f} / {r['one']['p99']:.0f}"),
-             row(f"latency p50 / p99, one stream on each of {n} tasks, ms",
-                 lambda r: f"{r['spread']['p50']:.0f} / {r['spread']['p99']:.0f}"),
-             row(f"fan-out, deliveries/s ({n} subscribers, burst of {args.burst})",
-                 lambda r: f"{r['fanout']['deliveries_per_s']:,.0f}"),
-             row("lost / repeated events (all phases)",
-                 lambda r: f"{sum(r[k]['lost'] for k in ('users', 'one', 'spread', 'fanout') if k in r)}"
-                           f" / {sum(r[k]['repeated'] for k in ('users', 'one', 'spread', 'fanout') if k in r)}"),
-             row("plain GET p99 / max while streaming, ms",
-                 lambda r: f"{r['one']['get_p99']:.0f} / {r['one']['get_max']:.0f}"),
-             row(f"plain GET p99 / max with {idle} idle streams, ms",
-                 lambda r: f"{r['idle']['get_p99']:.0f} / {r['idle']['get_max']:.0f}"),
-             row("collector pauses over 50 ms (logged)",
-                 lambda r: str(len(r["gc_pauses"])) + (f", max {max(r['gc_pauses']):.0f} ms"
-                                                        if r["gc_pauses"] else "")),
-             row(f"CPU with {big} idle streams, % of a core",
-                 lambda r: f"{r['idle_big']['idle_cpu_pct']:.1f}"),
-             row(f"CPU with {idle} idle streams, % of a core",
-                 lambda r: f"{r['idle']['idle_cpu_pct']:.1f}"),
-             ]
+    lines = [
+        f"| figure | {' | '.join(names)} |",
+        "|---" * (len(names) + 1) + "|",
+        row(f"idle RSS per stream ({idle} streams), KB", lambda r: f"{r['idle']['rss_kb_per_stream']:.1f}"),
+        row("threads per stream", lambda r: f"{r['idle']['threads_per_stream']:.3f}"),
+        row("database connections per stream", lambda r: f"{r['idle']['db_per_stream']:.3f}"),
+        row("server CPU per connect, ms", lambda r: f"{r['idle']['cpu_per_connect_ms']:.2f}"),
+        row(
+            f"latency p50 / p99, {n} streams on 50 users' tasks, ms",
+            lambda r: f"{r['users']['p50']:.0f} / {r['users']['p99']:.0f}",
+        ),
+        row(
+            f"latency p50 / p99, {n} subscribers of one task, ms",
+            lambda r: f"{r['one']['p50']:.0f} / {r['one']['p99']:.0f}",
+        ),
+        row(
+            f"latency p50 / p99, one stream on each of {n} tasks, ms",
+            lambda r: f"{r['spread']['p50']:.0f} / {r['spread']['p99']:.0f}",
+        ),
+        row(
+            f"fan-out, deliveries/s ({n} subscribers, burst of {args.burst})",
+            lambda r: f"{r['fanout']['deliveries_per_s']:,.0f}",
+        ),
+        row(
+            "lost / repeated events (all phases)",
+            lambda r: (
+                f"{sum(r[k]['lost'] for k in ('users', 'one', 'spread', 'fanout') if k in r)}"
+                f" / {sum(r[k]['repeated'] for k in ('users', 'one', 'spread', 'fanout') if k in r)}"
+            ),
+        ),
+        row(
+            "plain GET p99 / max while streaming, ms",
+            lambda r: f"{r['one']['get_p99']:.0f} / {r['one']['get_max']:.0f}",
+        ),
+        row(
+            f"plain GET p99 / max with {idle} idle streams, ms",
+            lambda r: f"{r['idle']['get_p99']:.0f} / {r['idle']['get_max']:.0f}",
+        ),
+        row(
+            "collector pauses over 50 ms (logged)",
+            lambda r: str(len(r["gc_pauses"])) + (f", max {max(r['gc_pauses']):.0f} ms" if r["gc_pauses"] else ""),
+        ),
+        row(f"CPU with {big} idle streams, % of a core", lambda r: f"{r['idle_big']['idle_cpu_pct']:.1f}"),
+        row(f"CPU with {idle} idle streams, % of a core", lambda r: f"{r['idle']['idle_cpu_pct']:.1f}"),
+    ]
     ours = results.get("ours", {})
     if "polling" in ours and "one" in ours:
-        lines.append(f"\nPer client-minute, a task reporting {args.rate:g} times a second: "
-                     f"the stream sends {args.rate * 60:.0f} events; 2 s polling makes "
-                     f"{ours['polling']['requests']} requests and moves "
-                     f"{ours['polling']['bytes'] / 1024:.1f} KB for 30 snapshots.")
+        lines.append(
+            f"\nPer client-minute, a task reporting {args.rate:g} times a second: "
+            f"the stream sends {args.rate * 60:.0f} events; 2 s polling makes "
+            f"{ours['polling']['requests']} requests and moves "
+            f"{ours['polling']['bytes'] / 1024:.1f} KB for 30 snapshots."
+        )
     return "\n".join(lines)
 
 
@@ -566,8 +609,7 @@ def role_setup(kind: str, users: int, per_user: int) -> None:
     for u in range(users):
         user = get_user_model().objects.create_user(f"bench{u}", password="x")
         token = str(AccessToken.for_user(user))
-        audio = services.audio_file_create(
-            owner=user, upload=SimpleUploadedFile("t.wav", wav.read_bytes()))
+        audio = services.audio_file_create(owner=user, upload=SimpleUploadedFile("t.wav", wav.read_bytes()))
         for _ in range(per_user):
             task = services.task_create(owner=user, audio_file_id=audio.pk)
             services.task_start(task_id=task.id)
@@ -597,16 +639,15 @@ def role_publish(kind: str) -> None:
 
             task_id = channel.split("/")[5]
             progress[task_id] = min(99.0, progress.get(task_id, 0.0) + 0.01)
-            services.task_report_progress(task_id=task_id, attempt=1,
-                                          progress=progress[task_id], stage=f"s{seq}",
-                                          estimated_time=None)
+            services.task_report_progress(
+                task_id=task_id, attempt=1, progress=progress[task_id], stage=f"s{seq}", estimated_time=None
+            )
         elif kind == "stock":
             from django_eventstream import send_event
 
             send_event(channel.split("/")[2], "message", {"seq": seq, "t": time.time()})
         else:
-            redis_client.publish("bench", json.dumps({"channel": channel.split("/")[2],
-                                                      "seq": seq}))
+            redis_client.publish("bench", json.dumps({"channel": channel.split("/")[2], "seq": seq}))
         return time.time()
 
     for line in sys.stdin:
@@ -687,16 +728,16 @@ def main() -> None:
     parser.add_argument("--idle", type=int, default=5000)
     parser.add_argument("--idle-big", type=int, default=10000)
     parser.add_argument("--rate", type=float, default=2.0, help="events/s per task")
-    parser.add_argument("--spread-rate", type=float, default=0.2,
-                        help="events/s per task when one stream watches each of many tasks")
+    parser.add_argument(
+        "--spread-rate", type=float, default=0.2, help="events/s per task when one stream watches each of many tasks"
+    )
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--burst", type=int, default=1000)
     parser.add_argument("--watch", type=float, default=20.0, help="seconds of idle watching")
     parser.add_argument("--quick", action="store_true", help="small sizes, to try the bench")
     args = parser.parse_args()
     if args.quick:
-        args.streams, args.idle, args.idle_big, args.seconds, args.burst, args.watch = \
-            200, 500, 0, 4.0, 200, 5.0
+        args.streams, args.idle, args.idle_big, args.seconds, args.burst, args.watch = 200, 500, 0, 4.0, 200, 5.0
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     asyncio.run(main_async(args))

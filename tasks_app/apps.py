@@ -19,8 +19,6 @@ class TasksAppConfig(AppConfig):
 
         user = get_user_model()
         post_save.connect(signals.task_saved, sender=Task, dispatch_uid="tasks_app.task_saved")
-        post_delete.connect(signals.task_deleted, sender=Task,
-                            dispatch_uid="tasks_app.task_deleted")
+        post_delete.connect(signals.task_deleted, sender=Task, dispatch_uid="tasks_app.task_deleted")
         post_save.connect(signals.user_saved, sender=user, dispatch_uid="tasks_app.user_saved")
-        post_delete.connect(signals.user_deleted, sender=user,
-                            dispatch_uid="tasks_app.user_deleted")
+        post_delete.connect(signals.user_deleted, sender=user, dispatch_uid="tasks_app.user_deleted")

@@ -87,14 +87,15 @@ def current_id_of(channel: str) -> Subquery:
     return Subquery(EventCounter.objects.filter(name=channel).values("value")[:1])
 
 
-def events_after(channel: str, last_id: int, *, upto: int | None = None,
-                 limit: int = PAGE_SIZE) -> list[LogEvent]:
+def events_after(channel: str, last_id: int, *, upto: int | None = None, limit: int = PAGE_SIZE) -> list[LogEvent]:
     """Stored events of a channel with ids above `last_id` (and at most `upto`), oldest first."""
     rows = StoredEvent.objects.filter(channel=channel, eid__gt=last_id)
     if upto is not None:
         rows = rows.filter(eid__lte=upto)
-    return [LogEvent(channel, eid, kind, data) for eid, kind, data in
-            rows.order_by("eid").values_list("eid", "type", "data")[:limit]]
+    return [
+        LogEvent(channel, eid, kind, data)
+        for eid, kind, data in rows.order_by("eid").values_list("eid", "type", "data")[:limit]
+    ]
 
 
 def latest_row_id() -> int:
@@ -107,10 +108,13 @@ def rows_after(cursor: int, also: list[int], *, limit: int = 5000) -> list[tuple
     query = Q(id__gt=cursor)
     if also:
         query |= Q(id__in=also)
-    rows = (StoredEvent.objects.filter(query).exclude(eid=0).order_by("id")
-            .values_list("id", "channel", "eid", "type", "data")[:limit])
-    return [(row_id, LogEvent(channel, eid, kind, data))
-            for row_id, channel, eid, kind, data in rows]
+    rows = (
+        StoredEvent.objects.filter(query)
+        .exclude(eid=0)
+        .order_by("id")
+        .values_list("id", "channel", "eid", "type", "data")[:limit]
+    )
+    return [(row_id, LogEvent(channel, eid, kind, data)) for row_id, channel, eid, kind, data in rows]
 
 
 def trim(*, older_than: timedelta, batch: int = 1000) -> int:
@@ -124,24 +128,26 @@ def trim(*, older_than: timedelta, batch: int = 1000) -> int:
     cutoff = timezone.now() - older_than
     removed = 0
     while True:
-        ids = list(StoredEvent.objects.filter(created__lt=cutoff)
-                   .values_list("id", flat=True)[:batch])
+        ids = list(StoredEvent.objects.filter(created__lt=cutoff).values_list("id", flat=True)[:batch])
         if not ids:
             break
         removed += StoredEvent.objects.filter(id__in=ids).delete()[0]
     # A deleted task's channel: its final events have had the retention to reach clients.
     after = 0
     while True:
-        rows = list(EventCounter.objects.filter(name__startswith="task-", updated__lt=cutoff,
-                                                id__gt=after)
-                    .order_by("id").values_list("id", "name")[:batch])
+        rows = list(
+            EventCounter.objects.filter(name__startswith="task-", updated__lt=cutoff, id__gt=after)
+            .order_by("id")
+            .values_list("id", "name")[:batch]
+        )
         if not rows:
             break
         after = rows[-1][0]
         names = [name for _, name in rows]
-        live = {f"task-{pk}" for pk in
-                Task.objects.filter(pk__in=[n[len("task-"):] for n in names])
-                .values_list("pk", flat=True)}
+        live = {
+            f"task-{pk}"
+            for pk in Task.objects.filter(pk__in=[n[len("task-") :] for n in names]).values_list("pk", flat=True)
+        }
         gone = [n for n in names if n not in live]
         if gone:
             StoredEvent.objects.filter(channel__in=gone).delete()

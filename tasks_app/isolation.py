@@ -171,7 +171,8 @@ def _death_message(child: multiprocessing.process.BaseProcess, memory_mb: int | 
         if -code == signal.SIGKILL:
             return f"The job's process was killed ({name}), most likely for running out of memory."
         if -code == signal.SIGABRT:
-            return (f"The job's process aborted ({name}) inside a native library, "
-                    "most likely on input it could not handle.")
+            return (
+                f"The job's process aborted ({name}) inside a native library, most likely on input it could not handle."
+            )
         return f"The job's process crashed ({name})."
     return f"The job's process exited unexpectedly with code {code}."

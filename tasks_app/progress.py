@@ -20,12 +20,22 @@ class TaskProgressSerializer(serializers.ModelSerializer):
     error = serializers.CharField(allow_null=True, read_only=True)
     warnings = serializers.SerializerMethodField(
         help_text="A completed task's result warnings ({code, message}): what was repaired, or how "
-                  "far the result is from what was asked. Empty otherwise.")
+        "far the result is from what was asked. Empty otherwise."
+    )
 
     class Meta:
         model = Task
-        fields = ["task_id", "state", "progress", "estimated_time", "updated_at", "stage",
-                  "error", "attempts", "warnings"]
+        fields = [
+            "task_id",
+            "state",
+            "progress",
+            "estimated_time",
+            "updated_at",
+            "stage",
+            "error",
+            "attempts",
+            "warnings",
+        ]
         read_only_fields = fields
 
     def get_warnings(self, task: Task) -> list[dict[str, str]]:

@@ -62,16 +62,31 @@ def wav_bytes(
         fmt = struct.pack("<HHIIHH", tag, head_channels, head_rate, byte_rate, block_align, width * 8)
     else:
         guid_tail = b"\x00\x00\x00\x00\x10\x00\x80\x00\x00\xaa\x00\x38\x9b\x71"
-        fmt = struct.pack("<HHIIHHHHI", 0xFFFE, head_channels, head_rate, byte_rate, block_align,
-                          width * 8, 22, width * 8, mask) + struct.pack("<H", tag) + guid_tail
+        fmt = (
+            struct.pack(
+                "<HHIIHHHHI", 0xFFFE, head_channels, head_rate, byte_rate, block_align, width * 8, 22, width * 8, mask
+            )
+            + struct.pack("<H", tag)
+            + guid_tail
+        )
     size = len(payload) if data_size is None else data_size
     body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", size) + payload
     return b"RIFF" + struct.pack("<I", (len(body)) & 0xFFFFFFFF) + body
 
 
-def encode(path: Path, samples: np.ndarray, rate: int, fmt: str, codec: str, *, layout: str | None = None,
-           options: dict[str, str] | None = None, codec_options: dict[str, str] | None = None,
-           bit_rate: int | None = None, qscale: int | None = None) -> None:
+def encode(
+    path: Path,
+    samples: np.ndarray,
+    rate: int,
+    fmt: str,
+    codec: str,
+    *,
+    layout: str | None = None,
+    options: dict[str, str] | None = None,
+    codec_options: dict[str, str] | None = None,
+    bit_rate: int | None = None,
+    qscale: int | None = None,
+) -> None:
     """Encode with PyAV directly, for container and codec settings the pipeline's writer never uses."""
     channels = samples.shape[0]
     layout = layout or {1: "mono", 2: "stereo"}[channels]
@@ -84,7 +99,8 @@ def encode(path: Path, samples: np.ndarray, rate: int, fmt: str, codec: str, *, 
         step = 4096
         for start in range(0, samples.shape[1], step):
             frame = av.AudioFrame.from_ndarray(
-                np.ascontiguousarray(samples[:, start:start + step], dtype=np.float32), format="fltp", layout=layout)
+                np.ascontiguousarray(samples[:, start : start + step], dtype=np.float32), format="fltp", layout=layout
+            )
             frame.sample_rate = rate
             frame.pts = start
             for packet in stream.encode(frame):
@@ -193,7 +209,7 @@ def damaged_mp3(folder: Path) -> Path:
     path = folder / "damaged.mp3"
     data = bytearray(raw_mp3(path, music_samples(10.0), RATE, bit_rate=128000))
     middle = len(data) // 2
-    data[middle:middle + 20000] = np.random.default_rng(7).integers(0, 256, 20000, dtype=np.uint8).tobytes()
+    data[middle : middle + 20000] = np.random.default_rng(7).integers(0, 256, 20000, dtype=np.uint8).tobytes()
     path.write_bytes(bytes(data))
     return path
 
@@ -236,28 +252,55 @@ DC[:, :] += 0.001 * noise(3.0)
 DYNAMIC = np.concatenate([noise(1.0, level_db=-60), noise(0.5, level_db=-8), noise(2.0, level_db=-60)], axis=1)
 
 CASES = [
-    Case("float wav with one NaN sample", wav("nan.wav", with_bad(TONE, math.nan, RATE), float32=True),
-         "ok", ("mp3", "wav"), 2.0, warns=("non_finite_samples",)),
-    Case("float wav with +Inf and -Inf", wav("inf.wav", with_bad(with_bad(TONE, math.inf, 10), -math.inf, 20),
-                                            float32=True), "ok", ("mp3",), 2.0, warns=("non_finite_samples",)),
-    Case("float wav with a 1e30 sample", wav("huge.wav", with_bad(TONE, 1e30, 500), float32=True), "ok",
-         ("mp3",), 2.0, warns=("non_finite_samples",)),
-    Case("all-NaN float wav", wav("allnan.wav", np.full((2, RATE), np.nan, dtype=np.float32), float32=True),
-         "ok", ("mp3",), 1.0, warns=("non_finite_samples",)),
+    Case(
+        "float wav with one NaN sample",
+        wav("nan.wav", with_bad(TONE, math.nan, RATE), float32=True),
+        "ok",
+        ("mp3", "wav"),
+        2.0,
+        warns=("non_finite_samples",),
+    ),
+    Case(
+        "float wav with +Inf and -Inf",
+        wav("inf.wav", with_bad(with_bad(TONE, math.inf, 10), -math.inf, 20), float32=True),
+        "ok",
+        ("mp3",),
+        2.0,
+        warns=("non_finite_samples",),
+    ),
+    Case(
+        "float wav with a 1e30 sample",
+        wav("huge.wav", with_bad(TONE, 1e30, 500), float32=True),
+        "ok",
+        ("mp3",),
+        2.0,
+        warns=("non_finite_samples",),
+    ),
+    Case(
+        "all-NaN float wav",
+        wav("allnan.wav", np.full((2, RATE), np.nan, dtype=np.float32), float32=True),
+        "ok",
+        ("mp3",),
+        1.0,
+        warns=("non_finite_samples",),
+    ),
     Case("header claims 2147483647 Hz", wav("fast.wav", TONE, header_rate=2147483647), "error:unsupported_rate"),
     Case("header claims 1 Hz", wav("1hz.wav", TONE[:, :22050], header_rate=1), "error:unsupported_rate"),
-    Case("3000 Hz", wav("3k.wav", np.ascontiguousarray(tone(2.0, 3000, 1, 200.0)), 3000),
-         "error:unsupported_rate"),
+    Case("3000 Hz", wav("3k.wav", np.ascontiguousarray(tone(2.0, 3000, 1, 200.0)), 3000), "error:unsupported_rate"),
     Case("4000 Hz", wav("4k.wav", np.ascontiguousarray(tone(2.0, 4000, 1, 200.0)), 4000), "ok", ("mp3",), 2.0),
-    Case("384 kHz", wav("384k.wav", np.ascontiguousarray(tone(1.0, 384000, 2, 1000.0)), 384000), "ok",
-         ("flac",), 1.0),
+    Case("384 kHz", wav("384k.wav", np.ascontiguousarray(tone(1.0, 384000, 2, 1000.0)), 384000), "ok", ("flac",), 1.0),
     Case("0-channel header", wav("0ch.wav", TONE, header_channels=0), "either"),
     Case("1-sample file", wav("one.wav", TONE[:, 1:2]), "either", ("m4a", "mp3", "wav")),
     Case("no samples at all", wav("none.wav", TONE[:, :0]), "either"),
     Case("data chunk longer than the file", wav("long.wav", TONE, data_size=10 * TONE.size * 2), "either"),
     Case("streamed wav, data size unset", wav("stream.wav", TONE, data_size=0xFFFFFFFF), "ok", ("mp3",), 2.0),
-    Case("7.1 wav", wav("71.wav", noise(1.0, channels=8), mask=SURROUND_71_MASK), "ok",
-         ("opus", "m4a", "flac", "wav"), 1.0),
+    Case(
+        "7.1 wav",
+        wav("71.wav", noise(1.0, channels=8), mask=SURROUND_71_MASK),
+        "ok",
+        ("opus", "m4a", "flac", "wav"),
+        1.0,
+    ),
     Case("quad wav", wav("quad.wav", noise(1.0, channels=4), mask=QUAD_MASK), "ok", ("opus", "m4a", "flac"), 1.0),
     Case("10 channels", wav("10ch.wav", noise(1.0, channels=10)), "ok", ("wav", "flac", "opus", "m4a"), 1.0),
     Case("64 channels", wav("64ch.wav", noise(0.5, channels=64)), "ok", ("wav", "mp3"), 0.5),
@@ -272,10 +315,15 @@ CASES = [
     Case("8 kHz mp3", low_rate_mp3, "ok", ("mp3",), 3.0),
     Case("a lone click in silence", wav("click.wav", CLICK), "ok", ("mp3", "flac"), 3.0),
     Case("dc offset", wav("dc.wav", DC), "ok", ("wav",), 3.0),
-    Case("very dynamic, target -16, ceiling -2", wav("dynamic.wav", DYNAMIC), "ok", ("m4a", "flac"), 3.5,
-         {"target_lufs": -16.0, "true_peak_ceiling": -2.0}),
-    Case("music, target -5", wav("loud.wav", music_samples(4.0)), "ok", ("m4a", "wav"), 4.0,
-         {"target_lufs": -5.0}),
+    Case(
+        "very dynamic, target -16, ceiling -2",
+        wav("dynamic.wav", DYNAMIC),
+        "ok",
+        ("m4a", "flac"),
+        3.5,
+        {"target_lufs": -16.0, "true_peak_ceiling": -2.0},
+    ),
+    Case("music, target -5", wav("loud.wav", music_samples(4.0)), "ok", ("m4a", "wav"), 4.0, {"target_lufs": -5.0}),
     Case("96 kHz music", wav("96k.wav", music_samples(3.0, 96000, 6.0), 96000), "ok", ("m4a", "flac"), 3.0),
     Case("192 kHz music", wav("192k.wav", music_samples(2.0, 192000, 6.0), 192000), "ok", ("m4a", "wav"), 2.0),
     Case("not audio", write("text.mp3", b"hello, this is not audio\n" * 100), "error:not_audio"),
@@ -297,8 +345,11 @@ def run_processor(kind: str, path: Path, options: dict[str, object], folder: Pat
     checked = validate_options(kind, options)
     progress: list[float] = []
     try:
-        return run_isolated(lambda report: processor.run(str(path), checked, report, str(folder)),
-                            lambda fraction, stage: progress.append(fraction), timeout=120)
+        return run_isolated(
+            lambda report: processor.run(str(path), checked, report, str(folder)),
+            lambda fraction, stage: progress.append(fraction),
+            timeout=120,
+        )
     except (AudioError, OptionsError) as exc:
         return exc
     finally:
@@ -347,7 +398,8 @@ def test_odd_input_gets_its_own_error_or_a_finite_sane_result(case: Case, tmp_pa
             if case.expect == "ok" and isinstance(analysed, dict):
                 # Refusing is only honest for what the output format cannot hold or a too-short input.
                 assert getattr(normalised, "code", "") in ("too_short", "silent") or isinstance(
-                    normalised, OptionsError), f"{case.name} -> {fmt_name}: {normalised!r}"
+                    normalised, OptionsError
+                ), f"{case.name} -> {fmt_name}: {normalised!r}"
             continue
         no_nan_or_infinity(normalised)
         check_normalised(case, fmt_name, normalised, folder)
@@ -408,8 +460,7 @@ def normalize_in_process(path: Path, folder: Path, **options: object) -> dict[st
     return get_processor("normalize").run(str(path), checked, lambda fraction, stage: None, str(folder))
 
 
-def test_an_encoded_output_over_the_ceiling_is_encoded_again_until_it_is_under(tmp_path: Path,
-                                                                               monkeypatch) -> None:
+def test_an_encoded_output_over_the_ceiling_is_encoded_again_until_it_is_under(tmp_path: Path, monkeypatch) -> None:
     from tasks_app.audio.processors import normalize
 
     # No headroom for the AAC encoder's overshoot, so the first pass lands over the ceiling.
@@ -435,8 +486,9 @@ def test_an_output_that_stays_over_the_ceiling_fails_instead_of_completing(tmp_p
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("header_rate", [1, 2147483647])
-def test_an_absurd_sample_rate_is_refused_at_upload_naming_the_file(auth_client, user, tmp_path: Path,
-                                                                    header_rate: int) -> None:
+def test_an_absurd_sample_rate_is_refused_at_upload_naming_the_file(
+    auth_client, user, tmp_path: Path, header_rate: int
+) -> None:
     path = wav("odd.wav", TONE, header_rate=header_rate)(tmp_path)
     with path.open("rb") as fh:
         response = auth_client(user).post("/api/v1/audio/", {"file": fh}, format="multipart")

@@ -148,9 +148,12 @@ def test_tech_3341_case_13_momentary_maximum_off_the_100_ms_grid(index: int) -> 
     # files (so mostly off the 100 ms grid); the momentary maximum must read -23.0 +/- 0.1 LU. On the
     # 100 ms grid alone 16 of the 20 read up to 1.25 LU low.
     offset = int(round(index * 0.005 * RATE))
-    signal = np.concatenate([
-        np.zeros((2, RATE + offset), dtype=np.float32),
-        sequence([(-23.0, 0.4)]),
-        np.zeros((2, RATE), dtype=np.float32),
-    ], axis=1)
+    signal = np.concatenate(
+        [
+            np.zeros((2, RATE + offset), dtype=np.float32),
+            sequence([(-23.0, 0.4)]),
+            np.zeros((2, RATE), dtype=np.float32),
+        ],
+        axis=1,
+    )
     assert measure(signal)["momentary_max_lufs"] == pytest.approx(-23.0, abs=0.1)

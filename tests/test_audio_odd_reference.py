@@ -19,7 +19,15 @@ import pytest
 from tasks_app.audio.registry import get_processor, validate_options
 
 from .test_audio_corpus import (
-    CLICK, DYNAMIC, RATE, adts_aac, damaged_mp3, music_samples, noise, vbr_mp3_without_xing, wav_bytes,
+    CLICK,
+    DYNAMIC,
+    RATE,
+    adts_aac,
+    damaged_mp3,
+    music_samples,
+    noise,
+    vbr_mp3_without_xing,
+    wav_bytes,
 )
 
 SUMMARY = re.compile(r"Summary:.*?True peak:\s+Peak:\s+(?P<tp>-?[\d.]+|-inf) dBFS", re.DOTALL)
@@ -40,7 +48,10 @@ def ffmpeg_true_peak(path: Path) -> float:
     """True peak in dBTP as ffmpeg's `ebur128=peak=true` reads it."""
     run = subprocess.run(
         [ffmpeg(), "-nostats", "-hide_banner", "-i", str(path), "-af", "ebur128=peak=true", "-f", "null", "-"],
-        capture_output=True, text=True, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     match = SUMMARY.search(run.stderr)
     assert run.returncode == 0 and match, run.stderr[-2000:]
@@ -49,8 +60,12 @@ def ffmpeg_true_peak(path: Path) -> float:
 
 def ffmpeg_decoded_seconds(path: Path, rate: int) -> float:
     """Length of what ffmpeg decodes from `path`, from its sample count."""
-    run = subprocess.run([ffmpeg(), "-v", "quiet", "-i", str(path), "-ac", "1", "-f", "f32le", "-"],
-                         capture_output=True, timeout=120, check=True)
+    run = subprocess.run(
+        [ffmpeg(), "-v", "quiet", "-i", str(path), "-ac", "1", "-f", "f32le", "-"],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
     return len(run.stdout) / 4 / rate
 
 
@@ -78,14 +93,17 @@ def test_lossless_output_is_under_the_ceiling_as_ffmpeg_reads_it(name: str, fmt:
     assert ffmpeg_true_peak(tmp_path / result["artifacts"]["output"]) <= ceiling, result
 
 
-@pytest.mark.parametrize("build", [adts_aac, vbr_mp3_without_xing, damaged_mp3],
-                         ids=["adts aac", "vbr mp3 without xing", "mp3 with 20 KB of damage"])
-def test_streams_with_lying_or_no_headers_decode_to_ffmpegs_length(build: Callable[[Path], Path],
-                                                                   tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "build",
+    [adts_aac, vbr_mp3_without_xing, damaged_mp3],
+    ids=["adts aac", "vbr mp3 without xing", "mp3 with 20 KB of damage"],
+)
+def test_streams_with_lying_or_no_headers_decode_to_ffmpegs_length(
+    build: Callable[[Path], Path], tmp_path: Path
+) -> None:
     ffmpeg()
     path = build(tmp_path)
-    result = get_processor("analyze").run(str(path), validate_options("analyze", {}), lambda f, s: None,
-                                          str(tmp_path))
+    result = get_processor("analyze").run(str(path), validate_options("analyze", {}), lambda f, s: None, str(tmp_path))
     rate = result["format"]["sample_rate"]
     assert result["format"]["duration"] == pytest.approx(ffmpeg_decoded_seconds(path, rate), abs=0.1)
     assert np.isfinite(result["loudness"]["integrated_lufs"])

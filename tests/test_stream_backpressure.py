@@ -27,8 +27,10 @@ def open_raw_stream(service: LiveService, task_id: str, token: str) -> socket.so
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.connect(("127.0.0.1", int(service.base_url.rsplit(":", 1)[1])))
-    sock.sendall(f"GET /api/v1/sse/tasks/{task_id}/progress HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                 f"Authorization: Bearer {token}\r\n\r\n".encode())
+    sock.sendall(
+        f"GET /api/v1/sse/tasks/{task_id}/progress HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Authorization: Bearer {token}\r\n\r\n".encode()
+    )
     sock.settimeout(60)
     return sock
 
@@ -45,10 +47,12 @@ def read_progress_events(sock: socket.socket, count: int) -> list[int]:
 
 def emit(service: LiveService, task_id: str) -> None:
     """Write EVENTS progress updates to a processing task, as fast as the database goes."""
-    service.shell("from tasks_app import services\n"
-                  f"for i in range({EVENTS}):\n"
-                  f"    services.task_report_progress(task_id='{task_id}', attempt=1, "
-                  f"progress=i / {EVENTS + 100}, stage=f's{{i}}', estimated_time=None)\n")
+    service.shell(
+        "from tasks_app import services\n"
+        f"for i in range({EVENTS}):\n"
+        f"    services.task_report_progress(task_id='{task_id}', attempt=1, "
+        f"progress=i / {EVENTS + 100}, stage=f's{{i}}', estimated_time=None)\n"
+    )
 
 
 def test_stalled_clients_cost_under_100_kb_each_and_then_get_every_event_once(tmp_path):
@@ -59,8 +63,7 @@ def test_stalled_clients_cost_under_100_kb_each_and_then_get_every_event_once(tm
         write_tone(str(path), 1.0)
         token = service.token("alice")
         task = service.create_task(token, service.upload(token, path)["id"])
-        service.shell("from tasks_app import services; "
-                      f"services.task_start(task_id='{task['id']}')")
+        service.shell(f"from tasks_app import services; services.task_start(task_id='{task['id']}')")
         # A first round with a client that reads, so the server's own allocations for
         # handling this many events are made before memory is measured.
         warm = open_raw_stream(service, task["id"], token)
@@ -71,8 +74,11 @@ def test_stalled_clients_cost_under_100_kb_each_and_then_get_every_event_once(tm
         before = rss_kb(pid)
         stalled = [open_raw_stream(service, task["id"], token) for _ in range(STALLED)]
         emit(service, task["id"])  # while nobody reads
-        wait_until(lambda: "stopped reading" in (tmp_path / "daphne.log").read_text(), 30,
-                   "the server to notice the stalled clients")
+        wait_until(
+            lambda: "stopped reading" in (tmp_path / "daphne.log").read_text(),
+            30,
+            "the server to notice the stalled clients",
+        )
         per_stream = (rss_kb(pid) - before) / STALLED
         assert per_stream < 100, f"{per_stream:.0f} KB per stalled stream"
         for sock in stalled[1:]:

@@ -14,15 +14,13 @@ from httpx_sse import ServerSentEvent
 
 from tasks_app.audio.generate import write_tone
 
-from .live_server import (PASSWORD, LiveService, payloads, read_events, start_service,
-                          stop_service)
+from .live_server import PASSWORD, LiveService, payloads, read_events, start_service, stop_service
 
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory) -> LiveService:
     """A service with no worker: tasks move only when a test moves them."""
-    live = start_service(tmp_path_factory.mktemp("endings"), workers=0,
-                         extra_env={"SSE_KEEPALIVE_SECONDS": "1"})
+    live = start_service(tmp_path_factory.mktemp("endings"), workers=0, extra_env={"SSE_KEEPALIVE_SECONDS": "1"})
     yield live
     stop_service(live)
 
@@ -55,8 +53,9 @@ def start_processing(service: LiveService, task_id: str) -> None:
     service.shell(f"from tasks_app import services; services.task_start(task_id='{task_id}')")
 
 
-def read_in_background(pool: ThreadPoolExecutor, service: LiveService, token: str, url: str,
-                       stop=lambda events: False) -> tuple[threading.Event, Future]:
+def read_in_background(
+    pool: ThreadPoolExecutor, service: LiveService, token: str, url: str, stop=lambda events: False
+) -> tuple[threading.Event, Future]:
     """Read a stream on a thread until it ends or `stop(events)`.
 
     The returned event is set once the response has started (the stream is subscribed by
@@ -67,8 +66,10 @@ def read_in_background(pool: ThreadPoolExecutor, service: LiveService, token: st
     def read() -> tuple[int, list[ServerSentEvent]]:
         events: list[ServerSentEvent] = []
         deadline = time.monotonic() + 60
-        with service.client(token, timeout=60) as client, \
-                client.stream("GET", url, headers={"Accept": "text/event-stream"}) as response:
+        with (
+            service.client(token, timeout=60) as client,
+            client.stream("GET", url, headers={"Accept": "text/event-stream"}) as response,
+        ):
             opened.set()
             fields: dict[str, str] = {}
             for line in response.iter_lines():
@@ -79,8 +80,7 @@ def read_in_background(pool: ThreadPoolExecutor, service: LiveService, token: st
                         fields[name] = value.removeprefix(" ")
                     continue
                 if "data" in fields:
-                    events.append(ServerSentEvent(fields.get("event", "message"),
-                                                  fields["data"], fields.get("id", "")))
+                    events.append(ServerSentEvent(fields.get("event", "message"), fields["data"], fields.get("id", "")))
                     if stop(events):
                         break
                 fields = {}
@@ -97,7 +97,8 @@ def test_finished_task_whose_events_were_trimmed_still_ends_with_complete(servic
     trimmed = service.shell(
         "from datetime import timedelta; from tasks_app.events import trim; "
         "from django_eventstream.models import Event; trim(older_than=timedelta(0)); "
-        f"print(Event.objects.filter(channel='task-{task['id']}').count())")
+        f"print(Event.objects.filter(channel='task-{task['id']}').count())"
+    )
     assert trimmed.strip() == "0"
     with service.client(token) as client:
         status, events = read_events(client, stream(task["id"]), timeout=30)
@@ -115,8 +116,8 @@ def test_deleting_a_task_ends_its_streams_with_a_final_deleted_error(service, wa
     with ThreadPoolExecutor(2) as pool:
         task_open, task_stream = read_in_background(pool, service, token, stream(task["id"]))
         user_open, user_stream = read_in_background(
-            pool, service, token, "/api/v1/sse/tasks/progress",
-            stop=lambda events: events[-1].event == "deleted")
+            pool, service, token, "/api/v1/sse/tasks/progress", stop=lambda events: events[-1].event == "deleted"
+        )
         assert task_open.wait(30) and user_open.wait(30)
         with service.client(token) as api:
             assert api.delete(f"/api/v1/tasks/{task['id']}/").status_code == 204
@@ -138,8 +139,8 @@ def test_deleting_an_audio_file_tells_the_owner_stream_which_tasks_went(service,
         api.post(f"/api/v1/tasks/{task['id']}/cancel/")  # an audio in use cannot go
     with ThreadPoolExecutor(1) as pool:
         user_open, user_stream = read_in_background(
-            pool, service, token, "/api/v1/sse/tasks/progress",
-            stop=lambda events: events[-1].event == "deleted")
+            pool, service, token, "/api/v1/sse/tasks/progress", stop=lambda events: events[-1].event == "deleted"
+        )
         assert user_open.wait(30)
         with service.client(token) as api:
             assert api.delete(f"/api/v1/audio/{audio['id']}/").status_code == 204
@@ -159,7 +160,8 @@ def test_a_client_5000_events_behind_catches_up_in_pages_then_continues_live(ser
         "from tasks_app import services\n"
         "for i in range(5000):\n"
         f"    services.task_report_progress(task_id='{task['id']}', attempt=1,"
-        " progress=i / 60, stage=f's{i}', estimated_time=None)\n")
+        " progress=i / 60, stage=f's{i}', estimated_time=None)\n"
+    )
 
     def until(events: list) -> bool:
         real = with_ids(events[1:])
@@ -170,8 +172,9 @@ def test_a_client_5000_events_behind_catches_up_in_pages_then_continues_live(ser
         return bool(real) and real[-1].event == "complete"
 
     with service.client(token) as client:
-        status, events = read_events(client, stream(task["id"]), until=until, timeout=120,
-                                     headers={"Last-Event-ID": first[0].id})
+        status, events = read_events(
+            client, stream(task["id"]), until=until, timeout=120, headers={"Last-Event-ID": first[0].id}
+        )
     assert status == 200 and events[0].id == ""  # a resume starts with a snapshot, no id
     real = with_ids(events[1:])
     ids = [number(e.id) for e in real]
@@ -188,7 +191,8 @@ def mint_token(service: LiveService, username: str, seconds: int) -> str:
         "from datetime import timedelta; from django.contrib.auth import get_user_model; "
         "from rest_framework_simplejwt.tokens import AccessToken; "
         f"t = AccessToken.for_user(get_user_model().objects.get(username='{username}')); "
-        f"t.set_exp(lifetime=timedelta(seconds={seconds})); print(t)").strip()
+        f"t.set_exp(lifetime=timedelta(seconds={seconds})); print(t)"
+    ).strip()
 
 
 def test_a_stream_ends_when_its_token_expires_and_resumes_with_a_fresh_one(service, wav):
@@ -202,8 +206,9 @@ def test_a_stream_ends_when_its_token_expires_and_resumes_with_a_fresh_one(servi
     assert final.event == "error" and json.loads(final.data)["code"] == "unauthenticated"
     last_id = with_ids(events)[-1].id
     with service.client(token) as client:
-        status, resumed = read_events(client, stream(task["id"]), until=lambda e: True,
-                                      headers={"Last-Event-ID": last_id})
+        status, resumed = read_events(
+            client, stream(task["id"]), until=lambda e: True, headers={"Last-Event-ID": last_id}
+        )
     assert status == 200 and resumed[0].event == "progress"
 
 
@@ -211,19 +216,21 @@ def test_deactivating_a_user_ends_their_streams_and_refuses_their_tickets(servic
     service.shell(
         "from django.contrib.auth import get_user_model\n"
         "u = get_user_model().objects.create_user('carol')\n"
-        f"u.set_password('{PASSWORD}'); u.save()\n")
+        f"u.set_password('{PASSWORD}'); u.save()\n"
+    )
     token = service.token("carol")
     task = service.create_task(token, service.upload(token, wav)["id"])
     with service.client(token) as api:
         ticket = api.post("/api/v1/auth/stream-ticket/", json={"task_id": task["id"]}).json()
     with ThreadPoolExecutor(2) as pool:
         task_open, task_stream = read_in_background(pool, service, token, stream(task["id"]))
-        user_open, user_stream = read_in_background(
-            pool, service, token, "/api/v1/sse/tasks/progress")
+        user_open, user_stream = read_in_background(pool, service, token, "/api/v1/sse/tasks/progress")
         assert task_open.wait(30) and user_open.wait(30)
-        service.shell("from django.contrib.auth import get_user_model; "
-                      "u = get_user_model().objects.get(username='carol'); "
-                      "u.is_active = False; u.save()")
+        service.shell(
+            "from django.contrib.auth import get_user_model; "
+            "u = get_user_model().objects.get(username='carol'); "
+            "u.is_active = False; u.save()"
+        )
         for future in (task_stream, user_stream):
             status, events = future.result(timeout=60)
             assert status == 200

@@ -15,8 +15,7 @@ ALLOWED = "https://app.example.com"
 @pytest.fixture(scope="module")
 def service(tmp_path_factory) -> LiveService:
     """A service whose CORS allow-list names one origin."""
-    live = start_service(tmp_path_factory.mktemp("http"), workers=0,
-                         extra_env={"CORS_ALLOWED_ORIGINS": ALLOWED})
+    live = start_service(tmp_path_factory.mktemp("http"), workers=0, extra_env={"CORS_ALLOWED_ORIGINS": ALLOWED})
     yield live
     stop_service(live)
 
@@ -46,9 +45,14 @@ def test_a_foreign_host_gets_400_on_streams_like_on_the_api(service, task_id, wh
 @pytest.mark.parametrize("which", [0, 1], ids=["stream", "api"])
 def test_cors_preflight_from_an_allowed_origin_succeeds(service, task_id, which):
     with httpx.Client(base_url=service.base_url) as client:
-        response = client.options(paths(task_id)[which], headers={
-            "Origin": ALLOWED, "Access-Control-Request-Method": "GET",
-            "Access-Control-Request-Headers": "authorization, last-event-id"})
+        response = client.options(
+            paths(task_id)[which],
+            headers={
+                "Origin": ALLOWED,
+                "Access-Control-Request-Method": "GET",
+                "Access-Control-Request-Headers": "authorization, last-event-id",
+            },
+        )
     assert response.status_code == 200
     assert response.headers["access-control-allow-origin"] == ALLOWED
     allowed = response.headers["access-control-allow-headers"].lower()
@@ -58,15 +62,18 @@ def test_cors_preflight_from_an_allowed_origin_succeeds(service, task_id, which)
 @pytest.mark.parametrize("which", [0, 1], ids=["stream", "api"])
 def test_cors_from_another_origin_is_not_allowed(service, task_id, which):
     with httpx.Client(base_url=service.base_url) as client:
-        response = client.options(paths(task_id)[which], headers={
-            "Origin": "https://evil.example", "Access-Control-Request-Method": "GET"})
+        response = client.options(
+            paths(task_id)[which], headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "GET"}
+        )
     assert "access-control-allow-origin" not in response.headers
 
 
 def test_a_stream_opened_from_an_allowed_origin_carries_the_cors_header(service, task_id):
     token = service.token("alice")
-    with service.client(token) as client, client.stream(
-            "GET", paths(task_id)[0], headers={"Origin": ALLOWED}) as response:
+    with (
+        service.client(token) as client,
+        client.stream("GET", paths(task_id)[0], headers={"Origin": ALLOWED}) as response,
+    ):
         assert response.status_code == 200
         assert response.headers["access-control-allow-origin"] == ALLOWED
         assert response.headers["content-type"].startswith("text/event-stream")

@@ -66,8 +66,9 @@ def finish(service: LiveService, token: str, audio_id: int, **task: object) -> t
     return payloads(events[-1:])[0], stored
 
 
-def test_nan_to_mp3_aborts_only_its_task_and_the_same_worker_runs_the_next(service: LiveService,
-                                                                          tmp_path: Path) -> None:
+def test_nan_to_mp3_aborts_only_its_task_and_the_same_worker_runs_the_next(
+    service: LiveService, tmp_path: Path
+) -> None:
     samples = np.ascontiguousarray(tone(2.0, 44100, 2, 997.0))
     samples[0, 44100] = math.nan
     path = tmp_path / "nan.wav"

@@ -18,8 +18,7 @@ from ..events import COMPLETE, ERROR, LogEvent, events_after
 from ..exceptions import DomainError, InternalError, MethodNotAllowed
 from ..fanout import BATCH, KEEPALIVE, Channel, Hub, Subscription, get_hub, run_db
 from ..models import user_channel
-from ..sse import (TOKEN_COOKIE, Credentials, StreamOpening, authenticate_user_stream,
-                   open_task_stream, open_user_stream)
+from ..sse import TOKEN_COOKIE, Credentials, StreamOpening, authenticate_user_stream, open_task_stream, open_user_stream
 from .exceptions import error_body
 
 logger = logging.getLogger(__name__)
@@ -34,8 +33,7 @@ SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 async def task_progress_stream(request: HttpRequest, task_id: str) -> HttpResponse:
     """`GET sse/tasks/{task_id}/progress`: one task's events; ends after `complete`."""
 
-    async def opener(hub: Hub, credentials: Credentials, last: str | None
-                     ) -> tuple[Channel, StreamOpening]:
+    async def opener(hub: Hub, credentials: Credentials, last: str | None) -> tuple[Channel, StreamOpening]:
         channel = hub.acquire(f"task-{task_id}")
         try:
             return channel, await run_db(open_task_stream, credentials, task_id, last)
@@ -51,8 +49,7 @@ async def task_progress_stream(request: HttpRequest, task_id: str) -> HttpRespon
 async def tasks_progress_stream(request: HttpRequest) -> HttpResponse:
     """`GET sse/tasks/progress`: every task of the caller, for dashboards."""
 
-    async def opener(hub: Hub, credentials: Credentials, last: str | None
-                     ) -> tuple[Channel, StreamOpening]:
+    async def opener(hub: Hub, credentials: Credentials, last: str | None) -> tuple[Channel, StreamOpening]:
         caller = await run_db(authenticate_user_stream, credentials)
         channel = hub.acquire(user_channel(caller.user.pk))
         try:
@@ -67,12 +64,10 @@ async def tasks_progress_stream(request: HttpRequest) -> HttpResponse:
 Opener = Callable[[Hub, Credentials, str | None], Awaitable[tuple[Channel, StreamOpening]]]
 
 
-async def _serve(request: HttpRequest, opener: Opener, *, ends_on_complete: bool
-                 ) -> HttpResponse:
+async def _serve(request: HttpRequest, opener: Opener, *, ends_on_complete: bool) -> HttpResponse:
     """Answer errors as JSON before the stream starts; otherwise start streaming."""
     if request.method != "GET":
-        return _error(MethodNotAllowed(f"Method {request.method} not allowed; use GET.",
-                                       field="method"))
+        return _error(MethodNotAllowed(f"Method {request.method} not allowed; use GET.", field="method"))
     hub = get_hub()
     last = request.headers.get("Last-Event-ID") or _last(request.GET.getlist("lastEventId"))
     try:
@@ -90,20 +85,22 @@ async def _serve(request: HttpRequest, opener: Opener, *, ends_on_complete: bool
         body = _finished(opening)
     else:
         try:
-            sub = hub.subscribe(channel, user_id=opening.caller.user.pk,
-                                last_id=opening.last_id, current=opening.current,
-                                expires_at=opening.caller.expires_at,
-                                ends_on_complete=ends_on_complete)
+            sub = hub.subscribe(
+                channel,
+                user_id=opening.caller.user.pk,
+                last_id=opening.last_id,
+                current=opening.current,
+                expires_at=opening.caller.expires_at,
+                ends_on_complete=ends_on_complete,
+            )
         except DomainError as exc:
             hub.release(channel)
             return _error(exc)
         body = _live(hub, sub, opening.head, Backpressure.of(request.scope))
-    return StreamingHttpResponse(body, content_type="text/event-stream; charset=utf-8",
-                                 headers=SSE_HEADERS)
+    return StreamingHttpResponse(body, content_type="text/event-stream; charset=utf-8", headers=SSE_HEADERS)
 
 
-async def _live(hub: Hub, sub: Subscription, head: bytes,
-                flow: Backpressure | None) -> AsyncIterator[bytes]:
+async def _live(hub: Hub, sub: Subscription, head: bytes, flow: Backpressure | None) -> AsyncIterator[bytes]:
     """Snapshot, then every event after the client's position, live, until the end."""
     try:
         yield head or KEEPALIVE
@@ -181,8 +178,7 @@ async def _finished(opening: StreamOpening) -> AsyncIterator[bytes]:
 
 def _error(exc: DomainError) -> JsonResponse:
     """A JSON error with a real status, before any stream starts."""
-    response = JsonResponse(error_body(exc.code, exc.message, exc.field),
-                            status=exc.status_code)
+    response = JsonResponse(error_body(exc.code, exc.message, exc.field), status=exc.status_code)
     if exc.status_code == 401:
         response["WWW-Authenticate"] = 'Bearer realm="api"'
     if exc.status_code == 405:
@@ -193,8 +189,11 @@ def _error(exc: DomainError) -> JsonResponse:
 def _credentials(request: HttpRequest) -> Credentials:
     auth = request.headers.get("Authorization", "")
     bearer = auth[7:].strip() if auth[:7].lower() == "bearer " else None
-    return Credentials(bearer=bearer or None, cookie_token=request.COOKIES.get(TOKEN_COOKIE),
-                       ticket=_last(request.GET.getlist("ticket")))
+    return Credentials(
+        bearer=bearer or None,
+        cookie_token=request.COOKIES.get(TOKEN_COOKIE),
+        ticket=_last(request.GET.getlist("ticket")),
+    )
 
 
 def _last(values: list[str]) -> str | None:

@@ -20,7 +20,6 @@ urlpatterns = [
     path("auth/stream-ticket/", StreamTicketView.as_view(), name="stream_ticket"),
     # The all-tasks stream first: `progress` is not a task id.
     re_path(r"^sse/tasks/progress/?$", tasks_progress_stream, name="sse_tasks_progress"),
-    re_path(r"^sse/tasks/(?P<task_id>[^/]+)/progress/?$", task_progress_stream,
-            name="sse_task_progress"),
+    re_path(r"^sse/tasks/(?P<task_id>[^/]+)/progress/?$", task_progress_stream, name="sse_task_progress"),
     *router.urls,
 ]

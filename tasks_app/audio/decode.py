@@ -84,20 +84,27 @@ class Decoder:
         """What was repaired or converted while decoding, as result warnings."""
         found = []
         if self.repaired_samples:
-            found.append(warning(
-                "non_finite_samples",
-                f"{self.repaired_samples} sample(s) were NaN, infinite or beyond +60 dBFS; they were measured as silence.",
-            ))
+            found.append(
+                warning(
+                    "non_finite_samples",
+                    f"{self.repaired_samples} sample(s) were NaN, infinite or beyond +60 dBFS; "
+                    "they were measured as silence.",
+                )
+            )
         if self.decode_errors:
-            found.append(warning(
-                "damaged_packets", f"{self.decode_errors} damaged packet(s) could not be decoded and were skipped."
-            ))
+            found.append(
+                warning(
+                    "damaged_packets", f"{self.decode_errors} damaged packet(s) could not be decoded and were skipped."
+                )
+            )
         if self.stream_changes:
-            found.append(warning(
-                "stream_changed",
-                f"The channel layout or sample rate changes inside the file; {self.stream_changes} frame(s) were "
-                f"converted to {self.channels} channel(s) at {self.sample_rate} Hz.",
-            ))
+            found.append(
+                warning(
+                    "stream_changed",
+                    f"The channel layout or sample rate changes inside the file; {self.stream_changes} frame(s) were "
+                    f"converted to {self.channels} channel(s) at {self.sample_rate} Hz.",
+                )
+            )
         return found
 
     def _convert(self, frame: av.AudioFrame) -> np.ndarray:
@@ -108,8 +115,9 @@ class Decoder:
                 self._resampler = av.AudioResampler(format="flt", layout=self.info.layout, rate=self.sample_rate)
             converted = self._resampler.resample(frame)
         except (av.FFmpegError, ValueError) as exc:
-            raise AudioError("unsupported_format", "The channel layout changes inside the file in a way that "
-                             "cannot be converted.") from exc
+            raise AudioError(
+                "unsupported_format", "The channel layout changes inside the file in a way that cannot be converted."
+            ) from exc
         chunks = [_frame_to_float(out, self.channels) for out in converted]
         return np.concatenate(chunks, axis=1) if chunks else np.zeros((self.channels, 0), dtype=np.float32)
 
@@ -133,8 +141,10 @@ class Decoder:
                         # bytes around it are lost to resynchronisation anyway, so padding only
                         # this packet with silence would not restore the timeline either.
                         self.decode_errors += 1
-                        if (self.decode_errors > MAX_DECODE_ERRORS
-                                and self.decode_errors > MAX_DAMAGED_SHARE * self.packets):
+                        if (
+                            self.decode_errors > MAX_DECODE_ERRORS
+                            and self.decode_errors > MAX_DAMAGED_SHARE * self.packets
+                        ):
                             raise AudioError("not_audio", "The audio is too damaged to decode.") from None
                         continue
                     for frame in frames:

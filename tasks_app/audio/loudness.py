@@ -267,8 +267,9 @@ class LoudnessMeter:
         sums, lengths = self._fine_sums()
         whole = (sums.size // FINE_PER_SUB_BLOCK) * FINE_PER_SUB_BLOCK
         # 10 ms frame edges fall exactly on the 100 ms edges ((10k * rate) // 100 == (k * rate) // 10).
-        return (sums[:whole].reshape(-1, FINE_PER_SUB_BLOCK).sum(axis=1)
-                / lengths[:whole].reshape(-1, FINE_PER_SUB_BLOCK).sum(axis=1))
+        return sums[:whole].reshape(-1, FINE_PER_SUB_BLOCK).sum(axis=1) / lengths[:whole].reshape(
+            -1, FINE_PER_SUB_BLOCK
+        ).sum(axis=1)
 
     def momentary_max_power(self) -> float | None:
         """Largest 400 ms mean square on the 10 ms grid; None if the input is shorter than 400 ms."""

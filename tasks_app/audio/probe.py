@@ -187,8 +187,13 @@ def probe(path: str) -> AudioInfo:
         )
 
 
-def _bit_rate(stream: av.audio.stream.AudioStream, container: av.container.InputContainer, size: int,
-              duration: float, guessed: bool) -> int | None:
+def _bit_rate(
+    stream: av.audio.stream.AudioStream,
+    container: av.container.InputContainer,
+    size: int,
+    duration: float,
+    guessed: bool,
+) -> int | None:
     """The stream's bit rate; the file's average where the header only states the first frame's (VBR)."""
     if guessed and duration > 0:
         return int(round(size * 8 / duration))

@@ -148,7 +148,9 @@ def run(path: str, options: dict[str, object], progress: ProgressFn, output_dir:
         fits = ", ".join(f for f in OUTPUT_FORMATS if MAX_CHANNELS[f] >= channels)
         raise OptionsError("output_format", f"{fmt} holds at most {MAX_CHANNELS[fmt]} channels; choose {fits}")
     if info.duration < MIN_SECONDS:
-        raise AudioError("too_short", f"Loudness is defined over at least {MIN_SECONDS:g} s of audio; this file is shorter.")
+        raise AudioError(
+            "too_short", f"Loudness is defined over at least {MIN_SECONDS:g} s of audio; this file is shorter."
+        )
     decoder = Decoder(path, info)
     total = decoder.expected_samples
     # Each pass gets a share of progress in proportion to its cost; what is left is re-divided
@@ -211,7 +213,8 @@ def run(path: str, options: dict[str, object], progress: ProgressFn, output_dir:
             if attempt + 1 >= MAX_CEILING_ATTEMPTS:
                 raise AudioError(
                     "over_ceiling",
-                    f"The encoded output stays {overshoot:.2f} dB over the {ceiling:g} dBTP ceiling; try a lossless format.",
+                    f"The encoded output stays {overshoot:.2f} dB over the {ceiling:g} dBTP ceiling; "
+                    "try a lossless format.",
                 )
             if overshoot > 0:
                 limit_db -= overshoot + 0.1 * 2**attempt
@@ -236,7 +239,9 @@ def run(path: str, options: dict[str, object], progress: ProgressFn, output_dir:
     elif offset is None or abs(offset) > LOUDNESS_TOLERANCE_LU:
         reason = (
             "the true-peak ceiling left no room (the limiter had to reduce peaks by "
-            f"{-20 * math.log10(limiter.min_gain):.1f} dB)" if limiter.min_gain < 0.5 else "the material resisted correction"
+            f"{-20 * math.log10(limiter.min_gain):.1f} dB)"
+            if limiter.min_gain < 0.5
+            else "the material resisted correction"
         )
         warnings.append(warning(
             "target_missed",

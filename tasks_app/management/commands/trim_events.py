@@ -15,14 +15,17 @@ from tasks_app.events import trim
 class Command(BaseCommand):
     """Trim the event log: old events, and the channels of deleted tasks."""
 
-    help = ("Delete stream events older than --hours (default: EVENT_RETENTION_HOURS) and the "
-            "event counters of deleted tasks. Servers also do this every "
-            "EVENT_TRIM_INTERVAL_SECONDS; a finished task's stream still ends with `complete`.")
+    help = (
+        "Delete stream events older than --hours (default: EVENT_RETENTION_HOURS) and the "
+        "event counters of deleted tasks. Servers also do this every "
+        "EVENT_TRIM_INTERVAL_SECONDS; a finished task's stream still ends with `complete`."
+    )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         """--hours."""
-        parser.add_argument("--hours", type=float, default=None,
-                            help="Retention in hours (default: EVENT_RETENTION_HOURS).")
+        parser.add_argument(
+            "--hours", type=float, default=None, help="Retention in hours (default: EVENT_RETENTION_HOURS)."
+        )
 
     def handle(self, *args: Any, hours: float | None, **options: Any) -> None:
         """Trim and say how many rows went."""

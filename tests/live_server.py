@@ -130,9 +130,10 @@ def start_service(tmp: Path, *, workers: int = 1, extra_env: dict | None = None)
     return service
 
 
-def spawn_daphne(tmp: Path, env: dict, name: str) -> tuple[subprocess.Popen, str]:
-    """Start one Daphne process on a free port and wait until it answers."""
-    port = free_port()
+def spawn_daphne(tmp: Path, env: dict, name: str,
+                 port: int | None = None) -> tuple[subprocess.Popen, str]:
+    """Start one Daphne process (on a free port unless given) and wait until it answers."""
+    port = port or free_port()
     log = open(tmp / f"{name}.log", "wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),

@@ -1,0 +1,206 @@
+/**
+ * The client against the real service: a Daphne + worker on a free loopback port with a fresh
+ * database, started by `test/live-service.ts`. Set SKIP_LIVE=1 to run only the unit tests.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+import {
+  createTokenManager,
+  subscribeToAllTasks,
+  subscribeToTask,
+  type StreamError,
+  type TaskProgress,
+} from "../src/client.js";
+import { waitFor } from "./fake-server.js";
+import { LiveService } from "./live-service.js";
+
+let live: LiveService;
+let alice: { access: string; refresh: string };
+let longAudio: number;
+let mediumAudio: number;
+
+/** A fetch that records every stream request (URL and Last-Event-ID) and can cut one. */
+function recordingFetch() {
+  const streams: Array<{ url: string; lastEventId: string | null; status?: number }> = [];
+  let cutAfterEvents: number | null = null;
+  const wrapped: typeof fetch = async (input, init) => {
+    const url = String(input);
+    const headers = (init?.headers ?? {}) as Record<string, string>;
+    const res = await fetch(input, init);
+    if (!url.includes("/sse/")) return res;
+    const entry = { url, lastEventId: headers["Last-Event-ID"] ?? null, status: res.status };
+    streams.push(entry);
+    if (cutAfterEvents === null || !res.body) return res;
+    // Simulate a dropped connection: pass `cutAfterEvents` events through, then fail.
+    const limit = cutAfterEvents;
+    cutAfterEvents = null;
+    let seen = 0;
+    const reader = res.body.getReader();
+    const body = new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        const { value, done } = await reader.read();
+        if (done) return controller.close();
+        controller.enqueue(value);
+        seen += new TextDecoder().decode(value).split("\n\n").filter((block) => block.includes("data:")).length;
+        if (seen >= limit) {
+          await reader.cancel();
+          controller.error(new TypeError("connection reset (test)"));
+        }
+      },
+    });
+    return new Response(body, { status: res.status, headers: res.headers });
+  };
+  return { fetch: wrapped, streams, cutAfter: (n: number) => void (cutAfterEvents = n) };
+}
+
+function collect() {
+  const events: Array<{ type: string; data: TaskProgress }> = [];
+  const errors: StreamError[] = [];
+  return {
+    events,
+    errors,
+    onProgress: (data: TaskProgress) => events.push({ type: "progress", data }),
+    onComplete: (data: TaskProgress) => events.push({ type: "complete", data }),
+    onError: (error: StreamError) => errors.push(error),
+  };
+}
+
+const eventNumber = (id: string | null): number => Number(id?.split(":").pop());
+
+describe.skipIf(process.env.SKIP_LIVE === "1")("against the real service", () => {
+  beforeAll(async () => {
+    live = await LiveService.start();
+    alice = await live.tokens("alice");
+    longAudio = await live.upload(alice.access, "long");
+    mediumAudio = await live.upload(alice.access, "medium");
+  });
+
+  afterAll(async () => {
+    await live?.stop();
+  });
+
+  it("follows a task from snapshot to complete, then stops", async () => {
+    const rec = recordingFetch();
+    const got = collect();
+    const task = await live.createTask(alice.access, mediumAudio);
+    const sub = subscribeToTask(task.id, { getToken: () => alice.access, baseUrl: live.baseUrl, fetch: rec.fetch, ...got });
+    await waitFor(() => got.events.some((e) => e.type === "complete"), "complete", 60_000);
+    expect(got.events[0].type).toBe("progress");
+    const last = got.events.at(-1)!;
+    expect(last).toMatchObject({ type: "complete", data: { task_id: task.id, state: "completed", progress: 100 } });
+    const values = got.events.map((e) => e.data.progress);
+    expect(values).toEqual([...values].sort((a, b) => a - b));
+    expect(rec.streams).toHaveLength(1);
+    expect(rec.streams[0].url).not.toContain(alice.access);
+    expect(sub.lastEventId).toMatch(new RegExp(`^task-${task.id}:\\d+$`));
+    expect(got.errors).toEqual([]);
+  });
+
+  it("resumes with Last-Event-ID after a dropped connection and misses nothing", async () => {
+    const rec = recordingFetch();
+    const numbers = new Set<number>();
+    const got = collect();
+    const task = await live.createTask(alice.access, longAudio);
+    rec.cutAfter(3);
+    const record = (): void => void (subscription.lastEventId && numbers.add(eventNumber(subscription.lastEventId)));
+    const subscription = subscribeToTask(task.id, {
+      getToken: () => alice.access, baseUrl: live.baseUrl, fetch: rec.fetch, retryDelayMs: { min: 500, max: 500 },
+      ...got,
+      onProgress: (p) => (got.onProgress(p), record()),
+      onComplete: (p) => (got.onComplete(p), record()),
+    });
+    await waitFor(() => got.events.some((e) => e.type === "complete"), "complete", 90_000);
+    expect(rec.streams).toHaveLength(2);
+    expect(rec.streams[0].lastEventId).toBeNull();
+    expect(numbers.has(eventNumber(rec.streams[1].lastEventId))).toBe(true);
+    // Every event of the task's channel arrived: the ids seen are one unbroken run.
+    const seen = [...numbers].sort((a, b) => a - b);
+    expect(seen.length).toBeGreaterThan(4);
+    expect(seen.at(-1)! - seen[0] + 1).toBe(seen.length);
+    const values = got.events.map((e) => e.data.progress);
+    expect(values).toEqual([...values].sort((a, b) => a - b));
+    expect(got.events.at(-1)?.data.state).toBe("completed");
+  });
+
+  it("gets 204 when resuming after complete, and stops", async () => {
+    const first = collect();
+    const task = await live.createTask(alice.access, mediumAudio);
+    const done = subscribeToTask(task.id, { getToken: () => alice.access, baseUrl: live.baseUrl, ...first });
+    await waitFor(() => first.events.some((e) => e.type === "complete"), "complete", 60_000);
+    const rec = recordingFetch();
+    const again = collect();
+    subscribeToTask(task.id, {
+      getToken: () => alice.access, baseUrl: live.baseUrl, fetch: rec.fetch, lastEventId: done.lastEventId!, ...again,
+    });
+    await waitFor(() => again.events.length === 1, "the final state after 204", 10_000);
+    expect(rec.streams.map((s) => s.status)).toEqual([204]);
+    expect(again.events[0]).toMatchObject({ type: "complete", data: { state: "completed" } });
+  });
+
+  it("refreshes a refused token through auth/token/refresh/ and streams on", async () => {
+    const rec = recordingFetch();
+    const got = collect();
+    const tokens = await live.tokens("alice");
+    const manager = createTokenManager({ access: "not-a-valid-token", refresh: tokens.refresh, baseUrl: live.baseUrl });
+    const task = await live.createTask(alice.access, mediumAudio);
+    subscribeToTask(task.id, { getToken: manager.getToken, baseUrl: live.baseUrl, fetch: rec.fetch, ...got });
+    await waitFor(() => got.events.some((e) => e.type === "complete"), "complete", 60_000);
+    expect(rec.streams.map((s) => s.status)).toEqual([401, 200]);
+    expect(got.errors).toEqual([]);
+  });
+
+  it("follows every task over one all-tasks connection", async () => {
+    const rec = recordingFetch();
+    const completed = new Set<string>();
+    const progressed = new Set<string>();
+    const sub = subscribeToAllTasks({
+      getToken: () => alice.access, baseUrl: live.baseUrl, fetch: rec.fetch,
+      onProgress: (p) => progressed.add(p.task_id),
+      onComplete: (p) => p.state === "completed" && completed.add(p.task_id),
+    });
+    await waitFor(() => rec.streams.length === 1, "the stream to open", 10_000);
+    const tasks = await Promise.all([1, 2, 3].map(() => live.createTask(alice.access, mediumAudio)));
+    await waitFor(() => tasks.every((t) => completed.has(t.id)), "three completes", 60_000);
+    tasks.forEach((t) => expect(progressed.has(t.id)).toBe(true));
+    expect(rec.streams).toHaveLength(1);
+    sub.close();
+  });
+
+  // The next two need the stream engine's final `error` events (SPEC: `deleted`, `unauthenticated`).
+  it("stops with `deleted` when the task is deleted mid-stream", async () => {
+    const rec = recordingFetch();
+    const got = collect();
+    const task = await live.createTask(alice.access, longAudio);
+    subscribeToTask(task.id, { getToken: () => alice.access, baseUrl: live.baseUrl, fetch: rec.fetch, ...got });
+    await waitFor(() => got.events.some((e) => e.data.state === "processing"), "processing", 30_000);
+    await live.api("DELETE", `/api/v1/tasks/${task.id}/`, alice.access);
+    await waitFor(() => got.errors.length > 0, "the deleted error", 15_000);
+    expect(got.errors[0].code).toBe("deleted");
+    expect(rec.streams).toHaveLength(1);
+  });
+
+  it("on `unauthenticated` (user deactivated) refreshes credentials and resumes", async () => {
+    const carol = await live.tokens("carol");
+    const audio = await live.upload(carol.access, "long");
+    const rec = recordingFetch();
+    const got = collect();
+    let forced = 0;
+    const task = await live.createTask(carol.access, audio);
+    subscribeToTask(task.id, {
+      getToken: async ({ forceRefresh }) => {
+        if (!forceRefresh) return carol.access;
+        forced += 1;
+        await live.shell("from django.contrib.auth.models import User; User.objects.filter(username='carol').update(is_active=True)");
+        return (await live.tokens("carol")).access;
+      },
+      baseUrl: live.baseUrl, fetch: rec.fetch, ...got,
+    });
+    await waitFor(() => got.events.some((e) => e.data.state === "processing"), "processing", 30_000);
+    await live.shell("from django.contrib.auth.models import User; User.objects.filter(username='carol').update(is_active=False)");
+    await waitFor(() => got.events.some((e) => e.type === "complete"), "complete after re-authenticating", 60_000);
+    expect(forced).toBe(1);
+    expect(got.errors).toEqual([]);
+    expect(rec.streams.length).toBe(2);
+    expect(eventNumber(rec.streams[1].lastEventId)).toBeGreaterThan(0);
+  });
+});

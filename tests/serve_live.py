@@ -1,8 +1,8 @@
 """A live Daphne + worker for the JavaScript tests (Vitest, Playwright), driven over stdin.
 
 Run from the repository root: `python -m tests.serve_live`. It starts the service of
-`tests/live_server.py` on a fresh temporary database (users alice, bob, carol, root with the
-password `PASSWORD`), writes test audio files, and prints one JSON line:
+`tests/live_server.py` on a fresh temporary database (users alice, bob, carol, dave, erin,
+frank and staff root, with the password `PASSWORD`), writes test audio files, and prints one JSON line:
 `{"base_url", "password", "audio": {"short": path, "medium": path, "long": path}}`.
 Then it reads commands, one JSON array per line, and answers each with one JSON line:
 
@@ -30,6 +30,8 @@ from tests.live_server import PASSWORD, ROOT, spawn_daphne, start_service, stop_
 
 # Analysis runs at roughly 1000x real time here: "long" takes a few seconds, enough to watch
 # a bar move, cancel it, or restart the server under it; "medium" well under a second.
+# Users beyond alice, bob and root, so each test can have a list of its own.
+EXTRA_USERS = ["carol", "dave", "erin", "frank"]
 AUDIO = {"short": (3.0, "wav"), "medium": (60.0, "flac"), "long": (20 * 60.0, "flac")}
 
 
@@ -52,7 +54,8 @@ def main() -> None:
     try:
         manage(service.env, ["shell", "-c", (
             "from django.contrib.auth import get_user_model as g\n"
-            f"u, _ = g().objects.get_or_create(username='carol'); u.set_password('{PASSWORD}'); u.save()"
+            f"for name in {EXTRA_USERS!r}:\n"
+            f"    u, _ = g().objects.get_or_create(username=name); u.set_password('{PASSWORD}'); u.save()"
         )])
         reply({"base_url": service.base_url, "password": PASSWORD, "audio": audio})
         for line in sys.stdin:

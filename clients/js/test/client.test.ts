@@ -141,7 +141,7 @@ describe("subscribeToTask", () => {
   it("answers a 401 with one refresh; a second 401 is final", async () => {
     const server = new FakeSseServer();
     const { seen, handlers } = recorder();
-    const getToken = vi.fn(() => fakeJwt(3600));
+    const getToken = vi.fn((_: { forceRefresh: boolean }) => fakeJwt(3600));
     subscribeToTask(T, { getToken, fetch: server.fetch, ...handlers, ...fast });
     (await server.request(0)).respond(401, { error: { code: "token_not_valid", message: "expired" } });
     (await server.request(1)).respond(401, { error: { code: "token_not_valid", message: "expired" } });

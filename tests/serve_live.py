@@ -25,7 +25,9 @@ import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from tasks_app.audio.generate import write_tone
+import numpy as np
+
+from tasks_app.audio.generate import tone, write_audio, write_tone
 from tests.live_server import PASSWORD, ROOT, spawn_daphne, start_service, stop_service
 
 # Analysis runs at roughly 1000x real time here: "long" takes a few seconds, enough to watch
@@ -33,6 +35,13 @@ from tests.live_server import PASSWORD, ROOT, spawn_daphne, start_service, stop_
 # Users beyond alice, bob and root, so each test can have a list of its own.
 EXTRA_USERS = ["carol", "dave", "erin", "frank"]
 AUDIO = {"short": (3.0, "wav"), "medium": (60.0, "flac"), "long": (20 * 60.0, "flac")}
+
+
+def swells(seconds: float) -> np.ndarray:
+    """A stereo tone that swells and fades twice a second, so its waveform has a shape."""
+    samples = tone(seconds)
+    t = np.arange(samples.shape[1]) / 44100
+    return samples * (0.15 + 0.85 * np.abs(np.sin(np.pi * 1.3 * t)) ** 2).astype(np.float32)
 
 
 def reply(message: dict) -> None:
@@ -47,7 +56,10 @@ def main() -> None:
     audio = {}
     for name, (seconds, fmt) in AUDIO.items():
         path = tmp / f"{name}.{fmt}"
-        write_tone(str(path), seconds, fmt=fmt)
+        if name == "short":
+            write_audio(str(path), swells(seconds), 44100, fmt)
+        else:
+            write_tone(str(path), seconds, fmt=fmt)
         audio[name] = str(path)
     service = start_service(tmp)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

@@ -43,6 +43,7 @@ test("drag and drop uploads, and a normalize task offers its output for download
   await expect(page.locator("#upload-percent")).toHaveText("Uploaded");
   await expect(page.locator("#audio-select")).toContainText("dropped.wav");
   await page.getByLabel("Kind").selectOption("normalize");
+  await page.getByText("Options", { exact: true }).click();
   await page.locator('#options [name="target_lufs"]').fill("-20");
   await page.locator('#options [name="output_format"]').selectOption("flac");
   await page.getByRole("button", { name: "Start task" }).click();

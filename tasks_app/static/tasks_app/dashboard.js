@@ -462,10 +462,9 @@ function renderOptions() {
   const kind = kinds.find((k) => k.kind === $("kind-select").value);
   $("kind-description").textContent = kind?.description ?? "";
   const fieldset = $("options");
-  const legend = fieldset.querySelector("legend");
-  fieldset.replaceChildren(legend);
+  fieldset.replaceChildren();
   const entries = Object.entries(kind?.options ?? {});
-  fieldset.classList.toggle("empty", entries.length === 0);
+  $("options-box").hidden = entries.length === 0;
   for (const [name, option] of entries) {
     const label = document.createElement("label");
     label.append(name.replace(/_/g, " "));

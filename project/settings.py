@@ -7,6 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from corsheaders.defaults import default_headers as default_cors_headers
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -54,6 +55,7 @@ INSTALLED_APPS = [
     "rest_framework_simplejwt",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "corsheaders",
     "django_eventstream",
     "django_tasks",
     "django_tasks_db",
@@ -62,6 +64,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -172,20 +175,31 @@ SPECTACULAR_SETTINGS = {
 
 TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
 
-# SSE: events are kept in the database so Last-Event-ID can replay what a client missed.
-EVENTSTREAM_STORAGE_CLASS = "django_eventstream.storage.DjangoModelStorage"
-EVENTSTREAM_CHANNELMANAGER_CLASS = "tasks_app.sse.TaskChannelManager"
+# SSE: every event is kept in the database log (django-eventstream's tables), so a client
+# can resume with Last-Event-ID; live events reach streams without reading it.
 REDIS_URL = env("EVENTSTREAM_REDIS")
 if REDIS_URL:
-    # django-eventstream publishes every event on Redis pub/sub; the stream hub listens there.
+    # Cross-process fan-out: whole events over Redis pub/sub.
     from redis.connection import parse_url
 
     EVENTSTREAM_REDIS = parse_url(REDIS_URL)
 SSE_REDIS_CHANNEL = env("SSE_REDIS_CHANNEL", "events_channel")
 SSE_MAX_STREAMS_PER_USER = env_int("SSE_MAX_STREAMS_PER_USER", 20)
 SSE_KEEPALIVE_SECONDS = float(env("SSE_KEEPALIVE_SECONDS", "15"))
-SSE_POLL_SECONDS = float(env("SSE_POLL_SECONDS", "0.2"))
+# How often a server reads the log's newest rows: the embedded default's path from the
+# worker to the streams, and (SSE_REDIS_POLL_SECONDS) the safety net behind Redis.
+SSE_POLL_SECONDS = float(env("SSE_POLL_SECONDS", "0.05"))
+SSE_REDIS_POLL_SECONDS = float(env("SSE_REDIS_POLL_SECONDS", "1"))
+SSE_DB_THREADS = env_int("SSE_DB_THREADS", 4)
 SSE_TICKET_SECONDS = env_int("SSE_TICKET_SECONDS", 60)
+EVENT_RETENTION_HOURS = float(env("EVENT_RETENTION_HOURS", "24"))
+EVENT_TRIM_INTERVAL_SECONDS = float(env("EVENT_TRIM_INTERVAL_SECONDS", "600"))
+
+# CORS: browsers on these origins may call the API and open streams (none by default).
+CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS")
+CORS_ALLOW_CREDENTIALS = env_bool("CORS_ALLOW_CREDENTIALS")
+CORS_ALLOW_HEADERS = (*default_cors_headers, "last-event-id")
+CORS_EXPOSE_HEADERS = ["Retry-After"]
 
 # Worker: how often progress is written, and how often a running job checks for cancel.
 TASK_PROGRESS_INTERVAL = float(env("TASK_PROGRESS_INTERVAL", "0.25"))

@@ -1,4 +1,4 @@
-"""App configuration: connects the signal that feeds the SSE streams."""
+"""App configuration: connects the signals that feed the SSE streams."""
 
 from django.apps import AppConfig
 
@@ -10,10 +10,17 @@ class TasksAppConfig(AppConfig):
     verbose_name = "Audio tasks"
 
     def ready(self) -> None:
-        """Connect the Task post_save publisher."""
-        from django.db.models.signals import post_save
+        """Connect the Task and user publishers."""
+        from django.contrib.auth import get_user_model
+        from django.db.models.signals import post_delete, post_save
 
         from . import signals
         from .models import Task
 
+        user = get_user_model()
         post_save.connect(signals.task_saved, sender=Task, dispatch_uid="tasks_app.task_saved")
+        post_delete.connect(signals.task_deleted, sender=Task,
+                            dispatch_uid="tasks_app.task_deleted")
+        post_save.connect(signals.user_saved, sender=user, dispatch_uid="tasks_app.user_saved")
+        post_delete.connect(signals.user_deleted, sender=user,
+                            dispatch_uid="tasks_app.user_deleted")

@@ -28,9 +28,10 @@ def redeem_ticket(key: str, *, task_id: str | None) -> Any:
     now = timezone.now()
     # A guarded update: of two requests racing with one ticket, only one spends it.
     spent = StreamTicket.objects.filter(
-        key=key, used_at__isnull=True, expires_at__gte=now, task_id=task_id or ""
+        key=key, used_at__isnull=True, expires_at__gte=now, task_id=task_id or "",
+        user__is_active=True,
     ).update(used_at=now)
     if not spent:
-        raise Unauthenticated("Stream ticket is invalid, expired or already used.",
+        raise Unauthenticated("Stream ticket is invalid, expired or already used, or its user is inactive.",
                               code="ticket_not_valid")
     return StreamTicket.objects.select_related("user").get(key=key).user

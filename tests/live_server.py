@@ -99,7 +99,8 @@ def read_events(client: httpx.Client, url: str, *, headers: dict | None = None,
 
 def payloads(events: list[ServerSentEvent], kind: str | None = None) -> list[dict]:
     """The JSON data of the events, optionally of one type only."""
-    return [json.loads(e.data) for e in events if kind is None or e.event == kind]
+    # A keep-alive comment after an event makes httpx-sse yield an empty event: skip those.
+    return [json.loads(e.data) for e in events if e.data and (kind is None or e.event == kind)]
 
 
 def start_service(tmp: Path, *, workers: int = 1, extra_env: dict | None = None) -> LiveService:

@@ -11,7 +11,7 @@ from rest_framework.views import APIView
 from rest_framework_simplejwt.authentication import JWTAuthentication
 
 from ..sse import TOKEN_COOKIE
-from .progress import TaskProgressSerializer
+from ..progress import TaskProgressSerializer
 from .serializers import ErrorSerializer
 
 SSE_TAG = "SSE"

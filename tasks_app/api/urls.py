@@ -1,10 +1,11 @@
-"""Routes under /api/v1/ (the SSE streams are routed by Channels in project/asgi.py)."""
+"""Routes under /api/v1/: the REST API and the SSE streams."""
 
-from django.urls import path
+from django.urls import path, re_path
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView, TokenVerifyView
 
 from . import schema  # noqa: F401 - registers the bearerAuth OpenAPI extension
 from .routers import ApiRouter
+from .streams import task_progress_stream, tasks_progress_stream
 from .views import AudioFileViewSet, StreamCookieView, StreamTicketView, TaskViewSet
 
 router = ApiRouter(trailing_slash=True)
@@ -17,5 +18,9 @@ urlpatterns = [
     path("auth/token/verify/", TokenVerifyView.as_view(), name="token_verify"),
     path("auth/stream-cookie/", StreamCookieView.as_view(), name="stream_cookie"),
     path("auth/stream-ticket/", StreamTicketView.as_view(), name="stream_ticket"),
+    # The all-tasks stream first: `progress` is not a task id.
+    re_path(r"^sse/tasks/progress/?$", tasks_progress_stream, name="sse_tasks_progress"),
+    re_path(r"^sse/tasks/(?P<task_id>[^/]+)/progress/?$", task_progress_stream,
+            name="sse_task_progress"),
     *router.urls,
 ]

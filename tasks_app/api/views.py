@@ -29,7 +29,7 @@ from ..exceptions import NotFound
 from ..models import AudioFile, Task
 from ..sse import TOKEN_COOKIE
 from .exceptions import error_body
-from .progress import TaskProgressSerializer, task_progress
+from ..progress import TaskProgressSerializer, task_progress
 from .serializers import (AudioFileSerializer, AudioUploadSerializer, ErrorSerializer,
                           StreamTicketRequestSerializer, StreamTicketSerializer,
                           TaskCreateSerializer, TaskListQuerySerializer, TaskSerializer,

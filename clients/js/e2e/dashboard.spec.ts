@@ -113,5 +113,9 @@ test("ten tasks at once: ten live bars over one stream request", async ({ page, 
     await expect(row(page, task.id)).toHaveAttribute("data-state", "completed");
     await expect(row(page, task.id).locator("progress")).toHaveJSProperty("value", 100);
   }
+  // A task deleted elsewhere leaves the page through the same stream.
+  await live.api("DELETE", `/api/v1/tasks/${tasks[3].id}/`, access);
+  await expect(page.locator("li.task")).toHaveCount(9);
+  await expect(row(page, tasks[3].id)).toHaveCount(0);
   expect(streams).toEqual([`${live.baseUrl}/api/v1/sse/tasks/progress`]);
 });

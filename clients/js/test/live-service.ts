@@ -46,6 +46,10 @@ export class LiveService {
       lines.next(),
       new Promise<never>((_, reject) => proc.on("exit", (code) => reject(new Error(`service exited ${code}: ${stderr}`)))),
     ]);
+    if (first.done) {
+      await new Promise((resolveExit) => (proc.exitCode === null ? proc.on("exit", resolveExit) : resolveExit(null)));
+      throw new Error(`the live service did not start:\n${stderr}`);
+    }
     const info = JSON.parse(first.value as string) as { base_url: string; password: string; audio: LiveService["audio"] };
     return new LiveService(proc, lines, info.base_url, info.password, info.audio);
   }

@@ -65,6 +65,11 @@ function collect() {
   };
 }
 
+/** Python for `manage.py shell`: (de)activate a user through save(), so signals fire. */
+const setActive = (username: string, active: boolean): string =>
+  "from django.contrib.auth.models import User\n" +
+  `u = User.objects.get(username="${username}"); u.is_active = ${active ? "True" : "False"}; u.save()`;
+
 const eventNumber = (id: string | null): number => Number(id?.split(":").pop());
 
 describe.skipIf(process.env.SKIP_LIVE === "1")("against the real service", () => {
@@ -153,20 +158,28 @@ describe.skipIf(process.env.SKIP_LIVE === "1")("against the real service", () =>
     const rec = recordingFetch();
     const completed = new Set<string>();
     const progressed = new Set<string>();
+    const deleted: string[] = [];
     const sub = subscribeToAllTasks({
       getToken: () => alice.access, baseUrl: live.baseUrl, fetch: rec.fetch,
       onProgress: (p) => progressed.add(p.task_id),
       onComplete: (p) => p.state === "completed" && completed.add(p.task_id),
+      onDeleted: (taskId) => deleted.push(taskId),
     });
     await waitFor(() => rec.streams.length === 1, "the stream to open", 10_000);
     const tasks = await Promise.all([1, 2, 3].map(() => live.createTask(alice.access, mediumAudio)));
     await waitFor(() => tasks.every((t) => completed.has(t.id)), "three completes", 60_000);
     tasks.forEach((t) => expect(progressed.has(t.id)).toBe(true));
+    // A deletion is announced and the stream goes on.
+    await live.api("DELETE", `/api/v1/tasks/${tasks[0].id}/`, alice.access);
+    await waitFor(() => deleted.length === 1, "the deleted event", 15_000);
+    expect(deleted).toEqual([tasks[0].id]);
+    const after = await live.createTask(alice.access, mediumAudio);
+    await waitFor(() => completed.has(after.id), "a task after the deletion", 60_000);
     expect(rec.streams).toHaveLength(1);
     sub.close();
   });
 
-  // The next two need the stream engine's final `error` events (SPEC: `deleted`, `unauthenticated`).
+  // The next two exercise the stream engine's final `error` events (`deleted`, `unauthenticated`).
   it("stops with `deleted` when the task is deleted mid-stream", async () => {
     const rec = recordingFetch();
     const got = collect();
@@ -190,13 +203,13 @@ describe.skipIf(process.env.SKIP_LIVE === "1")("against the real service", () =>
       getToken: async ({ forceRefresh }) => {
         if (!forceRefresh) return carol.access;
         forced += 1;
-        await live.shell("from django.contrib.auth.models import User; User.objects.filter(username='carol').update(is_active=True)");
+        await live.shell(setActive("carol", true));
         return (await live.tokens("carol")).access;
       },
       baseUrl: live.baseUrl, fetch: rec.fetch, ...got,
     });
     await waitFor(() => got.events.some((e) => e.data.state === "processing"), "processing", 30_000);
-    await live.shell("from django.contrib.auth.models import User; User.objects.filter(username='carol').update(is_active=False)");
+    await live.shell(setActive("carol", false));
     await waitFor(() => got.events.some((e) => e.type === "complete"), "complete after re-authenticating", 60_000);
     expect(forced).toBe(1);
     expect(got.errors).toEqual([]);

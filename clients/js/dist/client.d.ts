@@ -36,7 +36,10 @@ export type GetToken = (options: {
 /** Options shared by both kinds of subscription. */
 export interface StreamOptions {
     getToken: GetToken;
-    /** Every `progress` event (the first one is the snapshot of the current state). */
+    /**
+     * Every `progress` event (the first one is the snapshot of the current state), except
+     * replayed events older than a state already delivered (see the README).
+     */
     onProgress?: (progress: TaskProgress) => void;
     /** A `complete` event: the task ended (check `state`). The per-task stream stops after it. */
     onComplete?: (progress: TaskProgress) => void;

@@ -243,13 +243,29 @@ function openStream(path, pollPath, options, endsOnComplete) {
             throw outcome;
         return outcome ?? "ended";
     };
+    // On a resume the server sends the current state first (a snapshot without an id), then the
+    // events missed since Last-Event-ID, which are older than that snapshot. Pass on only what
+    // is not older than the newest state already passed on, so a bar never moves backwards.
+    const newest = new Map();
+    const isStale = (progress) => {
+        const at = Date.parse(progress.updated_at);
+        const seen = newest.get(progress.task_id);
+        if (seen !== undefined && at < seen)
+            return true;
+        newest.set(progress.task_id, at);
+        return false;
+    };
     const dispatch = (message) => {
         const type = message.event ?? "message";
         if (type === "progress") {
-            options.onProgress?.(JSON.parse(message.data));
+            const progress = JSON.parse(message.data);
+            if (!isStale(progress))
+                options.onProgress?.(progress);
         }
         else if (type === "complete") {
-            options.onComplete?.(JSON.parse(message.data));
+            const progress = JSON.parse(message.data);
+            isStale(progress);
+            options.onComplete?.(progress);
             if (endsOnComplete)
                 return new Stop(null);
         }

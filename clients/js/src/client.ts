@@ -50,7 +50,10 @@ export type GetToken = (options: { forceRefresh: boolean }) => string | Promise<
 /** Options shared by both kinds of subscription. */
 export interface StreamOptions {
   getToken: GetToken;
-  /** Every `progress` event (the first one is the snapshot of the current state). */
+  /**
+   * Every `progress` event (the first one is the snapshot of the current state), except
+   * replayed events older than a state already delivered (see the README).
+   */
   onProgress?: (progress: TaskProgress) => void;
   /** A `complete` event: the task ended (check `state`). The per-task stream stops after it. */
   onComplete?: (progress: TaskProgress) => void;
@@ -338,12 +341,27 @@ function openStream(
     return outcome ?? "ended";
   };
 
+  // On a resume the server sends the current state first (a snapshot without an id), then the
+  // events missed since Last-Event-ID, which are older than that snapshot. Pass on only what
+  // is not older than the newest state already passed on, so a bar never moves backwards.
+  const newest = new Map<string, number>();
+  const isStale = (progress: TaskProgress): boolean => {
+    const at = Date.parse(progress.updated_at);
+    const seen = newest.get(progress.task_id);
+    if (seen !== undefined && at < seen) return true;
+    newest.set(progress.task_id, at);
+    return false;
+  };
+
   const dispatch = (message: EventSourceMessage): "reauthenticate" | Stop | null => {
     const type = message.event ?? "message";
     if (type === "progress") {
-      options.onProgress?.(JSON.parse(message.data) as TaskProgress);
+      const progress = JSON.parse(message.data) as TaskProgress;
+      if (!isStale(progress)) options.onProgress?.(progress);
     } else if (type === "complete") {
-      options.onComplete?.(JSON.parse(message.data) as TaskProgress);
+      const progress = JSON.parse(message.data) as TaskProgress;
+      isStale(progress);
+      options.onComplete?.(progress);
       if (endsOnComplete) return new Stop(null);
     } else if (type === "deleted") {
       options.onDeleted?.((JSON.parse(message.data) as { task_id: string }).task_id);

@@ -66,6 +66,26 @@ describe("subscribeToTask", () => {
     sub.close();
   });
 
+  it("on resume, replayed events older than the snapshot do not move the state backwards", async () => {
+    const server = new FakeSseServer();
+    const { seen, handlers } = recorder();
+    const at = (seconds: number): string => new Date(Date.UTC(2026, 0, 1, 0, 0, seconds)).toISOString();
+    const event = (value: number, seconds: number) => ({ ...progress(T, value), updated_at: at(seconds) });
+    const sub = subscribeToTask(T, { getToken: () => fakeJwt(3600), fetch: server.fetch, ...handlers, ...fast });
+    const first = (await server.request(0)).open();
+    first.send("progress", event(10, 1), `task-${T}:2`);
+    await waitFor(() => seen.progress.length === 1, "the first event");
+    first.fail();
+    const second = (await server.request(1)).open();
+    second.send("progress", event(50, 5)); // the snapshot: current state, no id
+    second.send("progress", event(20, 2), `task-${T}:3`); // missed events, older than it
+    second.send("progress", event(50, 5), `task-${T}:4`);
+    second.send("progress", event(60, 6), `task-${T}:5`); // live again
+    await waitFor(() => sub.lastEventId === `task-${T}:5`, "the live event");
+    expect(seen.progress.map((p) => p.progress)).toEqual([10, 50, 50, 60]);
+    sub.close();
+  });
+
   it("also resumes after the server ends the response without complete", async () => {
     const server = new FakeSseServer();
     const sub = subscribeToTask(T, { getToken: () => fakeJwt(3600), fetch: server.fetch, ...fast });

@@ -305,12 +305,23 @@ function openStream(path, pollPath, options, endsOnComplete) {
     if (outcome instanceof Stop) throw outcome;
     return outcome ?? "ended";
   };
+  const newest = /* @__PURE__ */ new Map();
+  const isStale = (progress) => {
+    const at = Date.parse(progress.updated_at);
+    const seen = newest.get(progress.task_id);
+    if (seen !== void 0 && at < seen) return true;
+    newest.set(progress.task_id, at);
+    return false;
+  };
   const dispatch = (message) => {
     const type = message.event ?? "message";
     if (type === "progress") {
-      options.onProgress?.(JSON.parse(message.data));
+      const progress = JSON.parse(message.data);
+      if (!isStale(progress)) options.onProgress?.(progress);
     } else if (type === "complete") {
-      options.onComplete?.(JSON.parse(message.data));
+      const progress = JSON.parse(message.data);
+      isStale(progress);
+      options.onComplete?.(progress);
       if (endsOnComplete) return new Stop(null);
     } else if (type === "deleted") {
       options.onDeleted?.(JSON.parse(message.data).task_id);

@@ -57,6 +57,11 @@ export interface StreamOptions {
         min: number;
         max: number;
     };
+    /**
+     * Reconnect when nothing (not even a keep-alive, sent every 15 s) arrived for this long:
+     * the connection is dead without having been closed (default 45000 ms).
+     */
+    heartbeatTimeoutMs?: number;
     /** The fetch implementation (tests, polyfills); default `globalThis.fetch`. */
     fetch?: typeof fetch;
 }

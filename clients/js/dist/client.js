@@ -70,7 +70,7 @@ export function createTokenManager(options) {
     };
     const fresh = () => {
         const expiry = tokenExpiry(access);
-        return expiry !== null && expiry - Date.now() < margin ? refreshNow() : Promise.resolve(access);
+        return expiry !== null && expiry - Date.now() <= margin ? refreshNow() : Promise.resolve(access);
     };
     return {
         getToken: ({ forceRefresh }) => (forceRefresh ? refreshNow() : fresh()),
@@ -106,6 +106,7 @@ function openStream(path, pollPath, options, endsOnComplete) {
     const minDelay = options.retryDelayMs?.min ?? 250;
     const maxDelay = options.retryDelayMs?.max ?? 5000;
     const margin = (options.refreshMarginSeconds ?? 30) * 1000;
+    const heartbeatTimeout = options.heartbeatTimeoutMs ?? 45000;
     let lastEventId = options.lastEventId ?? null;
     let closed = false;
     let controller = null;
@@ -185,7 +186,7 @@ function openStream(path, pollPath, options, endsOnComplete) {
                 refusedOnce = false;
                 failures = 0;
                 setStatus("open");
-                const outcome = await readEvents(res.body);
+                const outcome = await readEvents(res.body, () => attempt.abort());
                 if (outcome === "reauthenticate") {
                     forceRefresh = true;
                     continue;
@@ -214,7 +215,7 @@ function openStream(path, pollPath, options, endsOnComplete) {
         }
     };
     /** Read events until the response ends; "reauthenticate" after an `unauthenticated` event. */
-    const readEvents = async (body) => {
+    const readEvents = async (body, abort) => {
         let result = null;
         const parser = createParser({
             onEvent(message) {
@@ -227,15 +228,23 @@ function openStream(path, pollPath, options, endsOnComplete) {
         });
         const reader = body.getReader();
         const decoder = new TextDecoder();
+        let watchdog;
+        const arm = () => {
+            clearTimeout(watchdog);
+            watchdog = setTimeout(abort, heartbeatTimeout);
+        };
         try {
+            arm();
             while (result === null) {
                 const { value, done } = await reader.read();
                 if (done)
                     break;
+                arm();
                 parser.feed(decoder.decode(value, { stream: true }));
             }
         }
         finally {
+            clearTimeout(watchdog);
             reader.cancel().catch(() => undefined);
         }
         const outcome = result;

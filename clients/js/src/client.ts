@@ -68,6 +68,11 @@ export interface StreamOptions {
   refreshMarginSeconds?: number;
   /** First and largest reconnect delay in ms (default 250 and 5000; doubles per failure). */
   retryDelayMs?: { min: number; max: number };
+  /**
+   * Reconnect when nothing (not even a keep-alive, sent every 15 s) arrived for this long:
+   * the connection is dead without having been closed (default 45000 ms).
+   */
+  heartbeatTimeoutMs?: number;
   /** The fetch implementation (tests, polyfills); default `globalThis.fetch`. */
   fetch?: typeof fetch;
 }
@@ -171,7 +176,7 @@ export function createTokenManager(options: TokenManagerOptions): TokenManager {
 
   const fresh = (): Promise<string> => {
     const expiry = tokenExpiry(access);
-    return expiry !== null && expiry - Date.now() < margin ? refreshNow() : Promise.resolve(access);
+    return expiry !== null && expiry - Date.now() <= margin ? refreshNow() : Promise.resolve(access);
   };
 
   return {
@@ -213,6 +218,7 @@ function openStream(
   const minDelay = options.retryDelayMs?.min ?? 250;
   const maxDelay = options.retryDelayMs?.max ?? 5000;
   const margin = (options.refreshMarginSeconds ?? 30) * 1000;
+  const heartbeatTimeout = options.heartbeatTimeoutMs ?? 45_000;
   let lastEventId: string | null = options.lastEventId ?? null;
   let closed = false;
   let controller: AbortController | null = null;
@@ -291,7 +297,7 @@ function openStream(
         refusedOnce = false;
         failures = 0;
         setStatus("open");
-        const outcome = await readEvents(res.body);
+        const outcome = await readEvents(res.body, () => attempt.abort());
         if (outcome === "reauthenticate") {
           forceRefresh = true;
           continue;
@@ -316,7 +322,10 @@ function openStream(
   };
 
   /** Read events until the response ends; "reauthenticate" after an `unauthenticated` event. */
-  const readEvents = async (body: ReadableStream<Uint8Array>): Promise<"ended" | "reauthenticate"> => {
+  const readEvents = async (
+    body: ReadableStream<Uint8Array>,
+    abort: () => void,
+  ): Promise<"ended" | "reauthenticate"> => {
     let result: "ended" | "reauthenticate" | Stop | null = null;
     const parser = createParser({
       onEvent(message: EventSourceMessage) {
@@ -327,13 +336,21 @@ function openStream(
     });
     const reader = body.getReader();
     const decoder = new TextDecoder();
+    let watchdog: ReturnType<typeof setTimeout> | undefined;
+    const arm = (): void => {
+      clearTimeout(watchdog);
+      watchdog = setTimeout(abort, heartbeatTimeout);
+    };
     try {
+      arm();
       while (result === null) {
         const { value, done } = await reader.read();
         if (done) break;
+        arm();
         parser.feed(decoder.decode(value, { stream: true }));
       }
     } finally {
+      clearTimeout(watchdog);
       reader.cancel().catch(() => undefined);
     }
     const outcome = result as "ended" | "reauthenticate" | Stop | null;

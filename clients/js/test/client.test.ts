@@ -184,7 +184,9 @@ describe("subscribeToTask", () => {
     const server = new FakeSseServer();
     const getToken = vi.fn(({ forceRefresh }: { forceRefresh: boolean }) =>
       fakeJwt(forceRefresh ? 3600 : 90, forceRefresh ? "fresh" : "expiring"));
-    const sub = subscribeToTask(T, { getToken, fetch: server.fetch, refreshMarginSeconds: 30, ...fast });
+    const sub = subscribeToTask(T, {
+      getToken, fetch: server.fetch, refreshMarginSeconds: 30, heartbeatTimeoutMs: 600_000, ...fast,
+    });
     await vi.advanceTimersByTimeAsync(0);
     const first = server.requests[0];
     first.open().send("progress", progress(T, 5), `task-${T}:2`);
@@ -194,6 +196,26 @@ describe("subscribeToTask", () => {
     expect(first.signal?.aborted).toBe(true);
     expect(server.requests).toHaveLength(2);
     expect(getToken).toHaveBeenLastCalledWith({ forceRefresh: true });
+    expect(server.requests[1].headers["last-event-id"]).toBe(`task-${T}:2`);
+    sub.close();
+  });
+
+  it("reconnects when a connection goes silent past the heartbeat timeout", async () => {
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "Date"] });
+    const server = new FakeSseServer();
+    const sub = subscribeToTask(T, { getToken: () => fakeJwt(3600), fetch: server.fetch, heartbeatTimeoutMs: 45_000, ...fast });
+    await vi.advanceTimersByTimeAsync(0);
+    const first = server.requests[0];
+    const stream = first.open();
+    stream.send("progress", progress(T, 5), `task-${T}:2`);
+    for (let i = 0; i < 4; i += 1) {
+      await vi.advanceTimersByTimeAsync(15_000);
+      stream.comment("keep-alive"); // keep-alives keep it open
+    }
+    expect(server.requests).toHaveLength(1);
+    await vi.advanceTimersByTimeAsync(46_000); // then silence
+    expect(first.signal?.aborted).toBe(true);
+    expect(server.requests).toHaveLength(2);
     expect(server.requests[1].headers["last-event-id"]).toBe(`task-${T}:2`);
     sub.close();
   });
@@ -247,6 +269,29 @@ describe("subscribeToAllTasks", () => {
 });
 
 describe("createTokenManager", () => {
+  it("keepFresh() refreshes the access token a margin before it expires, again and again", async () => {
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "Date"] });
+    let refreshes = 0;
+    const manager = createTokenManager({
+      access: fakeJwt(300), refresh: "r", marginSeconds: 60,
+      fetch: (async () => {
+        refreshes += 1;
+        return new Response(JSON.stringify({ access: fakeJwt(300, `n${refreshes}`) }), { status: 200 });
+      }) as unknown as typeof fetch,
+    });
+    const stop = manager.keepFresh();
+    await vi.advanceTimersByTimeAsync(239_000);
+    expect(refreshes).toBe(0);
+    await vi.advanceTimersByTimeAsync(2_000);
+    expect(refreshes).toBe(1);
+    await vi.advanceTimersByTimeAsync(240_000);
+    expect(refreshes).toBe(2);
+    stop();
+    await vi.advanceTimersByTimeAsync(600_000);
+    expect(refreshes).toBe(2);
+    expect(await manager.access()).toContain(".");
+  });
+
   it("refreshes once for concurrent callers when the access token is about to expire", async () => {
     const calls: string[] = [];
     const fresh = fakeJwt(3600, "fresh");

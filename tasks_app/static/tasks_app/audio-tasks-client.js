@@ -155,7 +155,7 @@ function createTokenManager(options) {
   };
   const fresh = () => {
     const expiry = tokenExpiry(access);
-    return expiry !== null && expiry - Date.now() < margin ? refreshNow() : Promise.resolve(access);
+    return expiry !== null && expiry - Date.now() <= margin ? refreshNow() : Promise.resolve(access);
   };
   return {
     getToken: ({ forceRefresh }) => forceRefresh ? refreshNow() : fresh(),
@@ -189,6 +189,7 @@ function openStream(path, pollPath, options, endsOnComplete) {
   const minDelay = options.retryDelayMs?.min ?? 250;
   const maxDelay = options.retryDelayMs?.max ?? 5e3;
   const margin = (options.refreshMarginSeconds ?? 30) * 1e3;
+  const heartbeatTimeout = options.heartbeatTimeoutMs ?? 45e3;
   let lastEventId = options.lastEventId ?? null;
   let closed = false;
   let controller = null;
@@ -259,7 +260,7 @@ function openStream(path, pollPath, options, endsOnComplete) {
         refusedOnce = false;
         failures = 0;
         setStatus("open");
-        const outcome = await readEvents(res.body);
+        const outcome = await readEvents(res.body, () => attempt.abort());
         if (outcome === "reauthenticate") {
           forceRefresh = true;
           continue;
@@ -281,7 +282,7 @@ function openStream(path, pollPath, options, endsOnComplete) {
       await pause(delay * (0.8 + 0.4 * Math.random()));
     }
   };
-  const readEvents = async (body) => {
+  const readEvents = async (body, abort) => {
     let result = null;
     const parser = createParser({
       onEvent(message) {
@@ -292,13 +293,21 @@ function openStream(path, pollPath, options, endsOnComplete) {
     });
     const reader = body.getReader();
     const decoder = new TextDecoder();
+    let watchdog;
+    const arm = () => {
+      clearTimeout(watchdog);
+      watchdog = setTimeout(abort, heartbeatTimeout);
+    };
     try {
+      arm();
       while (result === null) {
         const { value, done } = await reader.read();
         if (done) break;
+        arm();
         parser.feed(decoder.decode(value, { stream: true }));
       }
     } finally {
+      clearTimeout(watchdog);
       reader.cancel().catch(() => void 0);
     }
     const outcome = result;

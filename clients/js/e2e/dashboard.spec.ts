@@ -101,18 +101,35 @@ test("kill and restart the server mid-task: the page shows it and recovers witho
 
 test("ten tasks at once: ten live bars over one stream request", async ({ page, live, signIn }) => {
   const streams: string[] = [];
+  const listReads: string[] = [];
   page.on("request", (request) => {
     if (request.url().includes("/api/v1/sse/")) streams.push(request.url());
+    if (request.url().includes("/api/v1/tasks/?")) listReads.push(request.url());
   });
   const { access } = await live.tokens("dave");
   const audio = await live.upload(access, "medium");
   await signIn("dave");
+  // Record every state each row shows, as it shows it.
+  await page.evaluate(() => {
+    const w = window as unknown as { shown: Record<string, string[]> };
+    w.shown = {};
+    new MutationObserver((records) => {
+      for (const r of records) {
+        const li = r.target as HTMLElement;
+        if (li.dataset?.taskId && li.dataset.state) (w.shown[li.dataset.taskId] ??= []).push(li.dataset.state);
+      }
+    }).observe(document.getElementById("tasks")!, { attributes: true, subtree: true, attributeFilter: ["data-state"] });
+  });
   const tasks = await Promise.all(Array.from({ length: 10 }, () => live.createTask(access, audio)));
   await expect(page.locator("li.task")).toHaveCount(10);
   for (const task of tasks) {
     await expect(row(page, task.id)).toHaveAttribute("data-state", "completed");
     await expect(row(page, task.id).locator("progress")).toHaveJSProperty("value", 100);
   }
+  // Each bar went through processing on screen: the updates came live, not from a reload.
+  const shown = await page.evaluate(() => (window as unknown as { shown: Record<string, string[]> }).shown);
+  for (const task of tasks) expect(shown[task.id]).toContain("processing");
+  expect(listReads).toHaveLength(1); // the list was read once, at sign-in; no polling
   // A task deleted elsewhere leaves the page through the same stream.
   await live.api("DELETE", `/api/v1/tasks/${tasks[3].id}/`, access);
   await expect(page.locator("li.task")).toHaveCount(9);

@@ -19,6 +19,7 @@ const state = {
   audio: new Map(), // id -> audio JSON
   tasks: new Map(), // task id -> {task, row}
   loaded: new Set(), // task ids whose result is drawn
+  deleted: new Set(), // task ids removed from the page (task ids are never reused)
   wasDisconnected: false,
 };
 
@@ -50,6 +51,7 @@ function signOut(message = "") {
   sessionStorage.removeItem(STORAGE_KEY);
   state.tasks.clear();
   state.loaded.clear();
+  state.deleted.clear();
   $("tasks").replaceChildren();
   $("app").hidden = true;
   $("who").hidden = true;
@@ -146,10 +148,13 @@ function openStream() {
 }
 
 function onProgress(progress) {
+  if (state.deleted.has(progress.task_id)) return; // a late event of a task deleted here
   const entry = state.tasks.get(progress.task_id);
   if (!entry) {
-    // A task created elsewhere (another tab, a script): fetch it once, then show it.
-    api(`/tasks/${encodeURIComponent(progress.task_id)}/`).then(upsertTask, () => undefined);
+    // A task created elsewhere (another tab, a script): show it at once, then fetch the rest
+    // (kind, audio file) once.
+    upsertTask({ id: progress.task_id, ...progress });
+    refreshTask(progress.task_id);
     return;
   }
   const task = { ...entry.task, ...progress };
@@ -159,8 +164,17 @@ function onProgress(progress) {
   if (restarted) state.loaded.delete(task.id);
   renderTask(entry);
   // The stream carries TaskProgress only; the task JSON has the result and artifact links.
-  if (becameCompleted) {
-    api(`/tasks/${encodeURIComponent(task.id)}/`).then(upsertTask, () => undefined);
+  if (becameCompleted) refreshTask(task.id);
+}
+
+/** Read a task's full JSON and merge it in; a 404 means it is gone. */
+async function refreshTask(taskId) {
+  try {
+    const res = await api(`/tasks/${encodeURIComponent(taskId)}/`, { raw: true });
+    if (res.status === 404) removeTask(taskId);
+    else if (res.ok) upsertTask(await res.json());
+  } catch {
+    // Offline: the stream's reconnect reloads the list.
   }
 }
 
@@ -193,14 +207,18 @@ function upsertTask(task) {
     state.tasks.set(task.id, entry);
     $("tasks").prepend(row);
   } else if (!entry.task.updated_at || Date.parse(task.updated_at) >= Date.parse(entry.task.updated_at)) {
-    // Never let an older read (a list fetched before the stream's last event) move a bar back.
     entry.task = { ...entry.task, ...task };
+  } else {
+    // An older read (fetched before the stream's last event) only fills in missing fields,
+    // so a bar never moves back.
+    entry.task = { ...task, ...entry.task };
   }
   renderTask(entry);
   $("no-tasks").hidden = state.tasks.size > 0;
 }
 
 function removeTask(taskId) {
+  state.deleted.add(taskId);
   const entry = state.tasks.get(taskId);
   if (!entry) return;
   entry.row.remove();

@@ -20,13 +20,18 @@ export function subscribeToAllTasks(options) {
 }
 /** Expiry of a JWT in ms since the epoch, or null when the token is not a readable JWT. */
 export function tokenExpiry(token) {
+    const exp = tokenClaims(token)?.exp;
+    return typeof exp === "number" ? exp * 1000 : null;
+}
+/** The (unverified) claims of a JWT, or null. */
+function tokenClaims(token) {
     const part = token.split(".")[1];
     if (!part)
         return null;
     try {
         const json = atob(part.replace(/-/g, "+").replace(/_/g, "/").padEnd(Math.ceil(part.length / 4) * 4, "="));
-        const exp = JSON.parse(json).exp;
-        return typeof exp === "number" ? exp * 1000 : null;
+        const claims = JSON.parse(json);
+        return claims && typeof claims === "object" ? claims : null;
     }
     catch {
         return null;
@@ -68,9 +73,19 @@ export function createTokenManager(options) {
         })());
         return inFlight;
     };
+    /** When the current access token is due for refresh (ms), or null for an unreadable one. */
+    const dueAt = () => {
+        const claims = tokenClaims(access);
+        if (typeof claims?.exp !== "number")
+            return null;
+        const expiry = claims.exp * 1000;
+        // A token that lives shorter than twice the margin is refreshed halfway through its life.
+        const life = typeof claims.iat === "number" ? expiry - claims.iat * 1000 : Infinity;
+        return expiry - Math.min(margin, life / 2);
+    };
     const fresh = () => {
-        const expiry = tokenExpiry(access);
-        return expiry !== null && expiry - Date.now() <= margin ? refreshNow() : Promise.resolve(access);
+        const due = dueAt();
+        return due !== null && Date.now() >= due ? refreshNow() : Promise.resolve(access);
     };
     return {
         getToken: ({ forceRefresh }) => (forceRefresh ? refreshNow() : fresh()),
@@ -79,12 +94,12 @@ export function createTokenManager(options) {
             let timer;
             let stopped = false;
             const plan = () => {
-                const expiry = tokenExpiry(access);
-                if (stopped || expiry === null)
+                const due = dueAt();
+                if (stopped || due === null)
                     return;
                 timer = setTimeout(() => {
                     fresh().then(plan, () => undefined);
-                }, Math.max(1000, expiry - Date.now() - margin));
+                }, Math.max(1000, due - Date.now()));
             };
             plan();
             return () => {

@@ -106,12 +106,18 @@ export function subscribeToAllTasks(options: AllTasksOptions): Subscription {
 
 /** Expiry of a JWT in ms since the epoch, or null when the token is not a readable JWT. */
 export function tokenExpiry(token: string): number | null {
+  const exp = tokenClaims(token)?.exp;
+  return typeof exp === "number" ? exp * 1000 : null;
+}
+
+/** The (unverified) claims of a JWT, or null. */
+function tokenClaims(token: string): { exp?: unknown; iat?: unknown } | null {
   const part = token.split(".")[1];
   if (!part) return null;
   try {
     const json = atob(part.replace(/-/g, "+").replace(/_/g, "/").padEnd(Math.ceil(part.length / 4) * 4, "="));
-    const exp = (JSON.parse(json) as { exp?: unknown }).exp;
-    return typeof exp === "number" ? exp * 1000 : null;
+    const claims = JSON.parse(json) as unknown;
+    return claims && typeof claims === "object" ? (claims as { exp?: unknown; iat?: unknown }) : null;
   } catch {
     return null;
   }
@@ -174,9 +180,19 @@ export function createTokenManager(options: TokenManagerOptions): TokenManager {
     return inFlight;
   };
 
+  /** When the current access token is due for refresh (ms), or null for an unreadable one. */
+  const dueAt = (): number | null => {
+    const claims = tokenClaims(access);
+    if (typeof claims?.exp !== "number") return null;
+    const expiry = claims.exp * 1000;
+    // A token that lives shorter than twice the margin is refreshed halfway through its life.
+    const life = typeof claims.iat === "number" ? expiry - claims.iat * 1000 : Infinity;
+    return expiry - Math.min(margin, life / 2);
+  };
+
   const fresh = (): Promise<string> => {
-    const expiry = tokenExpiry(access);
-    return expiry !== null && expiry - Date.now() <= margin ? refreshNow() : Promise.resolve(access);
+    const due = dueAt();
+    return due !== null && Date.now() >= due ? refreshNow() : Promise.resolve(access);
   };
 
   return {
@@ -186,11 +202,11 @@ export function createTokenManager(options: TokenManagerOptions): TokenManager {
       let timer: ReturnType<typeof setTimeout> | undefined;
       let stopped = false;
       const plan = (): void => {
-        const expiry = tokenExpiry(access);
-        if (stopped || expiry === null) return;
+        const due = dueAt();
+        if (stopped || due === null) return;
         timer = setTimeout(() => {
           fresh().then(plan, () => undefined);
-        }, Math.max(1000, expiry - Date.now() - margin));
+        }, Math.max(1000, due - Date.now()));
       };
       plan();
       return () => {

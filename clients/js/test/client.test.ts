@@ -310,6 +310,25 @@ describe("createTokenManager", () => {
     expect(calls).toHaveLength(1);
   });
 
+  it("refreshes tokens that live shorter than the margin halfway through, not continuously", async () => {
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "Date"] });
+    let refreshes = 0;
+    const manager = createTokenManager({
+      access: fakeJwt(60), refresh: "r", marginSeconds: 60,
+      fetch: (async () => {
+        refreshes += 1;
+        return new Response(JSON.stringify({ access: fakeJwt(60, `n${refreshes}`) }), { status: 200 });
+      }) as unknown as typeof fetch,
+    });
+    const stop = manager.keepFresh();
+    await vi.advanceTimersByTimeAsync(29_000);
+    expect(refreshes).toBe(0);
+    await vi.advanceTimersByTimeAsync(90_000); // 119 s: due at about 30, 60, 90 s
+    expect(refreshes).toBeGreaterThanOrEqual(3);
+    expect(refreshes).toBeLessThanOrEqual(4);
+    stop();
+  });
+
   it("fails with TokenRefreshError when the refresh token is refused", async () => {
     const manager = createTokenManager({
       access: fakeJwt(3600), refresh: "bad",

@@ -111,12 +111,16 @@ function subscribeToAllTasks(options) {
   return openStream(`${API}/sse/tasks/progress`, null, options, false);
 }
 function tokenExpiry(token) {
+  const exp = tokenClaims(token)?.exp;
+  return typeof exp === "number" ? exp * 1e3 : null;
+}
+function tokenClaims(token) {
   const part = token.split(".")[1];
   if (!part) return null;
   try {
     const json = atob(part.replace(/-/g, "+").replace(/_/g, "/").padEnd(Math.ceil(part.length / 4) * 4, "="));
-    const exp = JSON.parse(json).exp;
-    return typeof exp === "number" ? exp * 1e3 : null;
+    const claims = JSON.parse(json);
+    return claims && typeof claims === "object" ? claims : null;
   } catch {
     return null;
   }
@@ -153,9 +157,16 @@ function createTokenManager(options) {
     })());
     return inFlight;
   };
+  const dueAt = () => {
+    const claims = tokenClaims(access);
+    if (typeof claims?.exp !== "number") return null;
+    const expiry = claims.exp * 1e3;
+    const life = typeof claims.iat === "number" ? expiry - claims.iat * 1e3 : Infinity;
+    return expiry - Math.min(margin, life / 2);
+  };
   const fresh = () => {
-    const expiry = tokenExpiry(access);
-    return expiry !== null && expiry - Date.now() <= margin ? refreshNow() : Promise.resolve(access);
+    const due = dueAt();
+    return due !== null && Date.now() >= due ? refreshNow() : Promise.resolve(access);
   };
   return {
     getToken: ({ forceRefresh }) => forceRefresh ? refreshNow() : fresh(),
@@ -164,11 +175,11 @@ function createTokenManager(options) {
       let timer;
       let stopped = false;
       const plan = () => {
-        const expiry = tokenExpiry(access);
-        if (stopped || expiry === null) return;
+        const due = dueAt();
+        if (stopped || due === null) return;
         timer = setTimeout(() => {
           fresh().then(plan, () => void 0);
-        }, Math.max(1e3, expiry - Date.now() - margin));
+        }, Math.max(1e3, due - Date.now()));
       };
       plan();
       return () => {

@@ -296,7 +296,7 @@ describe("createTokenManager", () => {
     const calls: string[] = [];
     const fresh = fakeJwt(3600, "fresh");
     const manager = createTokenManager({
-      access: fakeJwt(10), refresh: "r1", marginSeconds: 60,
+      access: fakeJwt(10, "old", 3600), refresh: "r1", marginSeconds: 60,
       fetch: (async (url: string, init: RequestInit) => {
         calls.push(`${url} ${init.body}`);
         return new Response(JSON.stringify({ access: fresh, refresh: "r2" }), { status: 200 });

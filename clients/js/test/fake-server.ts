@@ -85,11 +85,11 @@ export class FakeSseServer {
   }
 }
 
-/** A fake unsigned JWT whose `exp` is `secondsLeft` from now. */
-export function fakeJwt(secondsLeft: number, name = "t"): string {
+/** A fake unsigned JWT whose `exp` is `secondsLeft` from now, issued `lifetime` s before that. */
+export function fakeJwt(secondsLeft: number, name = "t", lifetime = secondsLeft): string {
   const b64 = (value: object): string => Buffer.from(JSON.stringify(value)).toString("base64url");
-  const now = Math.floor(Date.now() / 1000);
-  return `${b64({ alg: "none" })}.${b64({ exp: now + secondsLeft, iat: now, name })}.sig`;
+  const exp = Math.floor(Date.now() / 1000) + secondsLeft;
+  return `${b64({ alg: "none" })}.${b64({ exp, iat: exp - lifetime, name })}.sig`;
 }
 
 /** A TaskProgress payload. */

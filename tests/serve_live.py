@@ -30,15 +30,15 @@ import numpy as np
 from tasks_app.audio.generate import tone, write_audio, write_tone
 from tests.live_server import PASSWORD, ROOT, spawn_daphne, start_service, stop_service
 
-# Analysis runs at roughly 1000x real time here: "long" takes a few seconds, enough to watch
-# a bar move, cancel it, or restart the server under it; "medium" well under a second.
 # Users beyond alice, bob and root, so each test can have a list of its own.
 EXTRA_USERS = ["carol", "dave", "erin", "frank"]
+# Analysis runs at roughly 1000x real time here: "long" takes a few seconds, enough to watch
+# a bar move, cancel it, or restart the server under it; "medium" well under a second.
 AUDIO = {"short": (3.0, "wav"), "medium": (60.0, "flac"), "long": (20 * 60.0, "flac")}
 
 
 def swells(seconds: float) -> np.ndarray:
-    """A stereo tone that swells and fades twice a second, so its waveform has a shape."""
+    """A stereo tone that swells and fades 1.3 times a second, so its waveform has a shape."""
     samples = tone(seconds)
     t = np.arange(samples.shape[1]) / 44100
     return samples * (0.15 + 0.85 * np.abs(np.sin(np.pi * 1.3 * t)) ** 2).astype(np.float32)

@@ -3,22 +3,24 @@
 import gc
 import os
 
-from django.core.asgi import get_asgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
-django_asgi_app = get_asgi_application()
+django.setup(set_prefix=False)
 
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 from django.urls import get_resolver  # noqa: E402
 
-from tasks_app.backpressure import keep_send_in_scope  # noqa: E402
+from tasks_app.fanout import watch_collector  # noqa: E402
+from tasks_app.streaming import StreamingASGIHandler  # noqa: E402
 
 # Static files (the admin's, the docs') are served here too, so the embedded default needs
 # no other web server.
-application = keep_send_in_scope(ASGIStaticFilesHandler(django_asgi_app))
+application = ASGIStaticFilesHandler(StreamingASGIHandler())
 
 # Import every view now, then move the start-up heap out of the collector's sight: with
 # thousands of open streams a full collection would otherwise walk it all, every time.
 get_resolver().url_patterns  # noqa: B018
 gc.collect()
 gc.freeze()
+watch_collector()

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, Subquery
 from django.utils import timezone
 from django_eventstream.models import Event as StoredEvent
 from django_eventstream.models import EventCounter
@@ -80,6 +80,11 @@ def current_id(channel: str) -> int:
     """Id of the newest event of a channel (0 when it has none)."""
     value = EventCounter.objects.filter(name=channel).values_list("value", flat=True).first()
     return value or 0
+
+
+def current_id_of(channel: str) -> Subquery:
+    """`current_id` as a subquery, to read it in the same statement as something else."""
+    return Subquery(EventCounter.objects.filter(name=channel).values("value")[:1])
 
 
 def events_after(channel: str, last_id: int, *, upto: int | None = None,

@@ -17,6 +17,7 @@ buffer of their own, so a client that stops reading costs nothing here while it 
 from __future__ import annotations
 
 import asyncio
+import gc
 import heapq
 import itertools
 import json
@@ -47,6 +48,7 @@ KEEPALIVE = b": keep-alive\n\n"
 HOLE_SECONDS = 10.0
 # Users revoked this recently are refused by streams still opening (see `subscribe`).
 REVOKED_SECONDS = 60.0
+FREEZE_EVERY_STREAMS = 200
 
 
 # ------------------------------------------------------------------ database work
@@ -132,6 +134,7 @@ class Hub:
         self.revoked: dict[int, float] = {}
         self.counter = itertools.count()
         self.tasks: list[asyncio.Task] = []
+        self.frozen_for = 0
 
     # -- streams
 
@@ -317,9 +320,30 @@ class Hub:
                 cutoff = now - REVOKED_SECONDS
                 for user_id in [u for u, at in self.revoked.items() if at < cutoff]:
                     del self.revoked[user_id]
+            self._tend_collector()
             if now >= next_trim:
                 next_trim = now + settings.EVENT_TRIM_INTERVAL_SECONDS
                 self.loop.create_task(_trim_log())
+
+    def _tend_collector(self) -> None:
+        """Keep full collections short however many streams are open.
+
+        A stream's objects live as long as it does; a full collection would walk all of
+        them, thousands of streams' worth, while nothing else runs. So each time a few
+        hundred streams have opened, everything alive is frozen (moved out of the
+        collector's sight), and once every stream has closed the collector gets one full
+        look to free what closed streams left in reference cycles.
+        """
+        streams = self.open_streams
+        if streams - self.frozen_for >= FREEZE_EVERY_STREAMS:
+            gc.collect(1)
+            gc.freeze()
+            self.frozen_for = streams
+        elif streams == 0 and self.frozen_for:
+            gc.unfreeze()
+            gc.collect()
+            gc.freeze()
+            self.frozen_for = 0
 
     async def _follow_log(self) -> None:
         """Poll the log's newest rows: every process's events, one range query a tick."""
@@ -387,6 +411,26 @@ async def _trim_log() -> None:
             logger.info("Trimmed %d rows from the event log", removed)
     except Exception:  # noqa: BLE001 - housekeeping retries on its next turn
         logger.warning("Trimming the event log failed", exc_info=True)
+
+
+def watch_collector(threshold_ms: float = 50.0) -> None:
+    """Log every garbage collection that holds the server longer than `threshold_ms`.
+
+    While the collector runs, no stream and no request moves; a long pause is worth a line
+    in the log (the load bench counts them).
+    """
+    started = [0.0]
+
+    def callback(phase: str, info: dict) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+            return
+        paused = (time.perf_counter() - started[0]) * 1000
+        if paused > threshold_ms:
+            logger.warning("A generation %d garbage collection paused the server for %.1f ms",
+                           info.get("generation", -1), paused)
+
+    gc.callbacks.append(callback)
 
 
 _hub: Hub | None = None

@@ -32,8 +32,9 @@ class ProgressReporter:
     update is refused and the pipeline is stopped with Cancelled.
     """
 
-    def __init__(self, task_id: str, interval: float | None = None) -> None:
+    def __init__(self, task_id: str, attempt: int, interval: float | None = None) -> None:
         self.task_id = task_id
+        self.attempt = attempt
         self.interval = settings.TASK_PROGRESS_INTERVAL if interval is None else interval
         self.last_write = 0.0
         self.stage = ""
@@ -61,10 +62,10 @@ class ProgressReporter:
         self.last_write = now
         if state == self.written:
             # Nothing for subscribers; still prove the job is alive and check for cancel.
-            ok = services.task_heartbeat(task_id=self.task_id)
+            ok = services.task_heartbeat(task_id=self.task_id, attempt=self.attempt)
         else:
             ok = services.task_report_progress(
-                task_id=self.task_id, progress=state[0], stage=self.stage,
+                task_id=self.task_id, attempt=self.attempt, progress=state[0], stage=self.stage,
                 estimated_time=self.eta(now),
             )
         if not ok:
@@ -91,15 +92,19 @@ def local_copy(name: str) -> Iterator[str]:
         yield tmp.name
 
 
-def store_artifacts(task_id: str, folder: str, result: dict) -> None:
-    """Move the files a processor wrote into storage, next to the task."""
+def store_artifacts(task_id: str, attempt: int, folder: str, result: dict) -> None:
+    """Move the files a processor wrote into storage, in the attempt's own folder.
+
+    The result names them there, so they take the place of the task's artifacts only when
+    this attempt completes; a superseded attempt's files are never seen and are removed.
+    """
     artifacts = result.get("artifacts") or {}
     stored = {}
     for key, filename in artifacts.items():
         source = os.path.join(folder, filename)
         if not os.path.exists(source):
             continue
-        target = f"{services.artifacts_dir(task_id)}/{filename}"
+        target = f"{services.artifacts_dir(task_id, attempt)}/{filename}"
         if default_storage.exists(target):
             default_storage.delete(target)
         with open(source, "rb") as fh:
@@ -119,8 +124,8 @@ def run_task(task_id: str) -> None:
 
 def process(task_row: Task) -> None:
     """Run a claimed task's processor and record the outcome."""
-    task_id = task_row.id
-    reporter = ProgressReporter(task_id)
+    task_id, attempt = task_row.id, task_row.attempts
+    reporter = ProgressReporter(task_id, attempt)
     try:
         processor = get_processor(task_row.kind)
         with local_copy(task_row.audio_file.file.name) as path, \
@@ -128,16 +133,19 @@ def process(task_row: Task) -> None:
             result = processor.run(path, dict(task_row.options), reporter, folder)
             reporter(1.0, reporter.stage or "finishing")
             reporter.flush()
-            store_artifacts(task_id, folder, result)
+            store_artifacts(task_id, attempt, folder, result)
     except Cancelled:
         logger.info("Task %s stopped: no longer processing", task_id)
         return
     except AudioError as exc:
-        services.task_fail(task_id=task_id, error=str(exc))
+        services.task_fail(task_id=task_id, attempt=attempt, error=str(exc))
         return
     except Exception as exc:  # noqa: BLE001 - any failure must end the task, not strand it
         logger.exception("Task %s failed", task_id)
-        services.task_fail(task_id=task_id, error=f"{type(exc).__name__}: {exc}")
+        services.task_fail(task_id=task_id, attempt=attempt,
+                           error=f"{type(exc).__name__}: {exc}")
         return
-    if services.task_complete(task_id=task_id, result=result) is None:
-        logger.info("Task %s was cancelled before it could complete", task_id)
+    if services.task_complete(task_id=task_id, attempt=attempt, result=result) is None:
+        logger.info("Task %s attempt %d was cancelled or superseded before it could complete",
+                    task_id, attempt)
+        services.remove_artifacts(services.artifacts_dir(task_id, attempt))

@@ -158,12 +158,12 @@ def task_start(*, task_id: str) -> Task | None:
 
 
 def task_report_progress(
-    *, task_id: str, progress: float, stage: str, estimated_time: float | None
+    *, task_id: str, attempt: int, progress: float, stage: str, estimated_time: float | None
 ) -> bool:
-    """Record progress of a processing task; False when the task stopped processing."""
+    """Record progress of one attempt; False when that attempt is no longer processing."""
     with transaction.atomic():
-        task = Task.objects.select_for_update().filter(pk=task_id).first()
-        if task is None or task.state != State.PROCESSING:
+        task = _locked_attempt(task_id, attempt)
+        if task is None:
             return False
         # Progress never goes backwards within one attempt, and 100 means completed.
         task.progress = min(max(task.progress, round(float(progress), 2)), 99.99)
@@ -175,29 +175,32 @@ def task_report_progress(
     return True
 
 
-def task_heartbeat(*, task_id: str) -> bool:
-    """Mark a processing task alive without a visible change; False when it stopped."""
+def task_heartbeat(*, task_id: str, attempt: int) -> bool:
+    """Mark one attempt alive without a visible change; False when it stopped processing."""
     # A plain guarded UPDATE on purpose: nothing a subscriber sees changed, so no event.
-    return bool(Task.objects.filter(pk=task_id, state=State.PROCESSING)
+    return bool(Task.objects.filter(pk=task_id, state=State.PROCESSING, attempts=attempt)
                 .update(heartbeat_at=timezone.now()))
 
 
-def task_complete(*, task_id: str, result: dict) -> Task | None:
-    """Mark a processing task completed with its result; None if it was cancelled meanwhile."""
+def task_complete(*, task_id: str, attempt: int, result: dict) -> Task | None:
+    """Mark one attempt completed with its result; None if it was cancelled or superseded."""
     try:
         return _transition(
-            task_id, State.COMPLETED, progress=100.0, stage="done", estimated_time=None,
-            result=result, error=None, finished_at=timezone.now(),
+            task_id, State.COMPLETED, attempt=attempt, progress=100.0, stage="done",
+            estimated_time=None, result=result, error=None, finished_at=timezone.now(),
         )
     except (IllegalTransition, NotFound):
         return None
 
 
-def task_fail(*, task_id: str, error: str) -> Task | None:
-    """Mark a processing task failed with a readable error; None if it already stopped."""
+def task_fail(*, task_id: str, error: str, attempt: int | None = None) -> Task | None:
+    """Mark a processing task failed with a readable error; None if it already stopped.
+
+    With `attempt`, only that attempt may fail it (a superseded job's failure is dropped).
+    """
     try:
         return _transition(
-            task_id, State.FAILED, stage="failed", estimated_time=None,
+            task_id, State.FAILED, attempt=attempt, stage="failed", estimated_time=None,
             error=error[:4000], finished_at=timezone.now(),
         )
     except (IllegalTransition, NotFound):
@@ -208,17 +211,22 @@ def task_fail(*, task_id: str, error: str) -> Task | None:
 
 
 def _transition(task_id: str, new_state: str, *, attempts_increment: bool = False,
-                **fields: Any) -> Task:
+                attempt: int | None = None, **fields: Any) -> Task:
     """Move a task to `new_state` if the state machine allows it from its current state.
 
     The row is locked (select_for_update; on SQLite the IMMEDIATE transaction holds the
     write lock) so two processes can never both win the same transition, and the change
-    ends in save() so the post_save publisher sends it to subscribers on commit.
+    ends in save() so the post_save publisher sends it to subscribers on commit. With
+    `attempt`, the change is refused unless the task is still on that attempt.
     """
     with transaction.atomic():
         task = Task.objects.select_for_update().filter(pk=task_id).first()
         if task is None:
             raise NotFound(f"Task {task_id} not found.", field="task_id")
+        if attempt is not None and task.attempts != attempt:
+            raise IllegalTransition(
+                f"Attempt {attempt} of the task was superseded by attempt {task.attempts}.",
+                field="attempt")
         if not Task.can_transition(task.state, new_state):
             raise IllegalTransition(
                 f"Cannot change a {task.state} task to {new_state}.", field="state"
@@ -232,6 +240,12 @@ def _transition(task_id: str, new_state: str, *, attempts_increment: bool = Fals
     return task
 
 
+def _locked_attempt(task_id: str, attempt: int) -> Task | None:
+    """The task, row-locked, if it is processing on `attempt`; else None."""
+    return (Task.objects.select_for_update()
+            .filter(pk=task_id, state=State.PROCESSING, attempts=attempt).first())
+
+
 def _enqueue_on_commit(task_id: str) -> None:
     """Queue the job for the worker once the task row is committed."""
     from .jobs import run_task
@@ -243,27 +257,29 @@ def _enqueue_on_commit(task_id: str) -> None:
     transaction.on_commit(enqueue)
 
 
-def artifacts_dir(task_id: str) -> str:
-    """Folder (relative to the media storage) holding one task's artifacts."""
-    return f"artifacts/{task_id}"
+def artifacts_dir(task_id: str, attempt: int | None = None) -> str:
+    """Folder (relative to the media storage) of a task's artifacts, or of one attempt's."""
+    return f"artifacts/{task_id}" if attempt is None else f"artifacts/{task_id}/{attempt}"
+
+
+def remove_artifacts(folder: str) -> None:
+    """Delete a folder of artifacts from storage, sub-folders included."""
+    try:
+        dirs, files = default_storage.listdir(folder)
+    except FileNotFoundError:
+        return
+    for name in dirs:
+        remove_artifacts(f"{folder}/{name}")
+    for name in files:
+        default_storage.delete(f"{folder}/{name}")
+    try:
+        os.rmdir(default_storage.path(folder))
+    except (NotImplementedError, OSError):
+        pass  # object stores have no folders; a local one may be gone already
 
 
 def _delete_task_row(task: Task) -> None:
     """Delete one task row and, after commit, its artifact folder."""
     task_id = task.id
     task.delete()
-
-    def remove_artifacts() -> None:
-        folder = artifacts_dir(task_id)
-        try:
-            _dirs, files = default_storage.listdir(folder)
-        except FileNotFoundError:
-            return
-        for name in files:
-            default_storage.delete(f"{folder}/{name}")
-        try:
-            os.rmdir(default_storage.path(folder))
-        except (NotImplementedError, OSError):
-            pass  # object stores have no folders; a local one may be gone already
-
-    transaction.on_commit(remove_artifacts)
+    transaction.on_commit(lambda: remove_artifacts(artifacts_dir(task_id)))

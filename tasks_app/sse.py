@@ -156,13 +156,13 @@ def open_task_stream(credentials: Credentials, task_id: str,
     caller = authenticate(credentials, task_id=task_id)
     channel = f"task-{task_id}"
     last_seen = parse_last_event_id(last_event_raw, channel)
-    # Read the counter before the task: the snapshot is then at least as new as the
-    # counter, and every event after it is sent live, so nothing committed is missed.
-    # (The counter reveals nothing: an unreadable task is refused right after.)
-    current = log.current_id(channel)
-    task = tasks_visible_to(caller.user).filter(pk=task_id).first()
+    # The task and its channel's newest id in one statement, so from one snapshot of the
+    # database: every event after `current` is sent live, so nothing committed is missed.
+    task = (tasks_visible_to(caller.user).filter(pk=task_id)
+            .annotate(current=log.current_id_of(channel)).first())
     if task is None:
         raise NotFound(f"Task {task_id} not found.", field="task_id")
+    current = task.current or 0
     resuming = last_seen is not None and last_seen <= current
     snapshot = _json(task_progress(task))
     opening = StreamOpening(caller, channel, current, last_seen if resuming else current)

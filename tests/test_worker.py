@@ -116,7 +116,7 @@ def test_a_cancelled_pending_task_is_never_started(user, make_audio):
 def test_progress_writes_are_throttled_but_the_last_one_lands(user, make_audio):
     task = services.task_create(owner=user, audio_file_id=make_audio(user).pk)
     services.task_start(task_id=task.id)
-    reporter = jobs.ProgressReporter(task.id, interval=3600)
+    reporter = jobs.ProgressReporter(task.id, 1, interval=3600)
     before = StoredEvent.objects.filter(channel=task.channel).count()
     for step in range(1, 200):
         reporter(step / 200, "analyze")
@@ -129,7 +129,7 @@ def test_progress_writes_are_throttled_but_the_last_one_lands(user, make_audio):
 def test_unchanged_progress_still_beats_the_heartbeat_and_notices_cancel(user, make_audio):
     task = services.task_create(owner=user, audio_file_id=make_audio(user).pk)
     services.task_start(task_id=task.id)
-    reporter = jobs.ProgressReporter(task.id, interval=0.0)
+    reporter = jobs.ProgressReporter(task.id, 1, interval=0.0)
     reporter(0.5, "encode")
     Task.objects.filter(pk=task.id).update(heartbeat_at=None)  # fixture: an old heartbeat
     events = StoredEvent.objects.filter(channel=task.channel).count()
@@ -144,8 +144,8 @@ def test_unchanged_progress_still_beats_the_heartbeat_and_notices_cancel(user, m
 def test_progress_never_goes_backwards_within_an_attempt(user, make_audio):
     task = services.task_create(owner=user, audio_file_id=make_audio(user).pk)
     services.task_start(task_id=task.id)
-    services.task_report_progress(task_id=task.id, progress=60, stage="a", estimated_time=3)
-    services.task_report_progress(task_id=task.id, progress=40, stage="a", estimated_time=3)
+    services.task_report_progress(task_id=task.id, attempt=1, progress=60, stage="a", estimated_time=3)
+    services.task_report_progress(task_id=task.id, attempt=1, progress=40, stage="a", estimated_time=3)
     assert Task.objects.get(pk=task.id).progress == 60
 
 
@@ -154,7 +154,7 @@ def test_eta_comes_from_measured_throughput(user, make_audio, monkeypatch):
     services.task_start(task_id=task.id)
     clock = [1000.0]
     monkeypatch.setattr(jobs.time, "monotonic", lambda: clock[0])
-    reporter = jobs.ProgressReporter(task.id, interval=0.0)
+    reporter = jobs.ProgressReporter(task.id, 1, interval=0.0)
     reporter(0.0, "analyze")
     assert reporter.eta(clock[0]) is None  # nothing measured yet
     for _ in range(20):  # 2 % of the job per second
@@ -171,7 +171,7 @@ def test_illegal_transitions_are_refused(user, make_audio):
     services.task_cancel(task_id=task.id)
     with pytest.raises(IllegalTransition):
         services.task_cancel(task_id=task.id)  # cancelled → cancelled
-    assert services.task_complete(task_id=task.id, result={}) is None  # never processing
+    assert services.task_complete(task_id=task.id, attempt=0, result={}) is None  # never processing
     assert Task.objects.get(pk=task.id).state == Task.State.CANCELLED
 
 
@@ -190,4 +190,34 @@ def test_every_committed_change_is_stored_for_the_stream_and_a_rollback_stores_n
     assert [e.eid for e in stored] == [1, 2, 3]
     assert json.loads(stored[-1].data)["state"] == "cancelled"
     with pytest.raises(Cancelled):
-        jobs.ProgressReporter(task.id).flush()
+        jobs.ProgressReporter(task.id, 0).flush()
+
+
+def test_a_job_superseded_by_cancel_and_retry_has_its_writes_refused(user, make_audio,
+                                                                     media_files):
+    task = services.task_create(owner=user, audio_file_id=make_audio(user).pk)
+    first = services.task_start(task_id=task.id)
+    services.task_cancel(task_id=task.id)
+    services.task_retry(task_id=task.id)
+    second = services.task_start(task_id=task.id)
+    assert (first.attempts, second.attempts) == (1, 2)
+    stale = jobs.ProgressReporter(task.id, first.attempts, interval=0.0)
+    with pytest.raises(Cancelled):
+        stale(0.9, "analyze")  # the first job's progress lands nowhere...
+    assert not services.task_heartbeat(task_id=task.id, attempt=first.attempts)
+    assert services.task_complete(task_id=task.id, attempt=first.attempts,
+                                  result={"stale": True}) is None
+    assert services.task_fail(task_id=task.id, attempt=first.attempts, error="x") is None
+    now = Task.objects.get(pk=task.id)
+    assert (now.state, now.progress, now.result) == (Task.State.PROCESSING, 0.0, None)
+    # ...while the second attempt's does.
+    assert services.task_report_progress(task_id=task.id, attempt=second.attempts,
+                                         progress=50, stage="analyze", estimated_time=1)
+    jobs.process(first)  # the whole first job, run late: refused at its first write
+    assert Task.objects.get(pk=task.id).attempts == 2
+    assert not [f for f in media_files() if "/artifacts/" in str(f)]
+    jobs.process(second)
+    done = Task.objects.get(pk=task.id)
+    assert done.state == Task.State.COMPLETED
+    stored = [str(f) for f in media_files() if "/artifacts/" in str(f)]
+    assert stored and all(f"/artifacts/{task.id}/2/" in name for name in stored)

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from ..backpressure import Backpressure
+from ..streaming import Backpressure, sse_stream
 from ..events import COMPLETE, ERROR, LogEvent, events_after
 from ..exceptions import DomainError, InternalError, MethodNotAllowed
 from ..fanout import KEEPALIVE, Channel, Hub, Subscription, get_hub, run_db
@@ -30,6 +30,7 @@ SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 # GET-only, and never authenticated by the session: other methods get a JSON 405, not
 # Django's CSRF page.
 @csrf_exempt
+@sse_stream
 async def task_progress_stream(request: HttpRequest, task_id: str) -> HttpResponse:
     """`GET sse/tasks/{task_id}/progress`: one task's events; ends after `complete`."""
 
@@ -46,6 +47,7 @@ async def task_progress_stream(request: HttpRequest, task_id: str) -> HttpRespon
 
 
 @csrf_exempt
+@sse_stream
 async def tasks_progress_stream(request: HttpRequest) -> HttpResponse:
     """`GET sse/tasks/progress`: every task of the caller, for dashboards."""
 

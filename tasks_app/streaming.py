@@ -1,4 +1,10 @@
-"""Backpressure for long responses: know when a client stopped reading, so streams wait.
+"""ASGI plumbing for long-lived responses: no thread per stream, and backpressure.
+
+Django's ASGI handler gives every request its own thread-sensitive context, so the sync
+receivers of `request_started` start a thread that lives as long as the request: for a
+stream, as long as the stream. `StreamingASGIHandler` serves the views marked `sse_stream`
+without that context (their few sync calls go to asgiref's shared thread); every other view
+is served exactly as Django does.
 
 ASGI has no way to say "the client's socket is full", and Daphne's `send` never waits: it
 hands every body chunk to Twisted, which buffers it without limit. Twisted itself does say
@@ -13,7 +19,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
+
+from django.core.handlers.asgi import ASGIHandler
+from django.urls import Resolver404, resolve
 
 logger = logging.getLogger(__name__)
 
@@ -63,12 +73,24 @@ class Backpressure:
             logger.debug("unregisterProducer failed", exc_info=True)
 
 
-def keep_send_in_scope(app: Any) -> Any:
-    """ASGI middleware: put the server's `send` in the scope for `Backpressure.of`."""
+def sse_stream(view: Callable) -> Callable:
+    """Mark a view as a long-lived stream (see `StreamingASGIHandler`)."""
+    view.sse_stream = True
+    return view
 
-    async def middleware(scope: dict, receive: Any, send: Any) -> None:
+
+class StreamingASGIHandler(ASGIHandler):
+    """Django's ASGI handler, minus the per-request thread for stream views."""
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        """Serve streams in the shared context; everything else as Django does."""
         if scope["type"] == "http":
             scope[SCOPE_KEY] = send
-        await app(scope, receive, send)
-
-    return middleware
+            try:
+                match = resolve(scope["path"])
+            except Resolver404:
+                match = None
+            if match is not None and getattr(match.func, "sse_stream", False):
+                await self.handle(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)

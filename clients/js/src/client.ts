@@ -256,6 +256,7 @@ function openStream(
 
   const run = async (): Promise<void> => {
     let forceRefresh = false;
+    let renewing = false;
     let refusedOnce = false;
     let failures = 0;
     setStatus("connecting");
@@ -263,11 +264,18 @@ function openStream(
       let token: string;
       try {
         token = await options.getToken({ forceRefresh });
+        if (renewing && !forceRefresh) {
+          // The app may have refreshed already (e.g. a token manager's keepFresh); force a
+          // refresh only when what it gives is still about to expire.
+          const expiry = tokenExpiry(token);
+          if (expiry !== null && expiry - Date.now() <= margin) token = await options.getToken({ forceRefresh: true });
+        }
       } catch (err) {
         throw new Stop({ code: "unauthenticated", message: errorText(err, "Could not get an access token.") });
       }
       if (closed) return;
       forceRefresh = false;
+      renewing = false;
       const attempt = new AbortController();
       controller = attempt;
       // Reconnect with a fresh token shortly before this one expires (the server would end
@@ -322,7 +330,7 @@ function openStream(
         if (err instanceof Stop) throw err;
         if (closed) return;
         if (expiring) {
-          forceRefresh = true;
+          renewing = true;
           continue;
         }
         // Network error, server gone, or a retryable status: back off and reconnect.

@@ -182,8 +182,9 @@ describe("subscribeToTask", () => {
   it("reconnects with a fresh token before the current one expires", async () => {
     vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "Date"] });
     const server = new FakeSseServer();
+    const stale = fakeJwt(90, "expiring");
     const getToken = vi.fn(({ forceRefresh }: { forceRefresh: boolean }) =>
-      fakeJwt(forceRefresh ? 3600 : 90, forceRefresh ? "fresh" : "expiring"));
+      forceRefresh ? fakeJwt(3600, "fresh") : stale);
     const sub = subscribeToTask(T, {
       getToken, fetch: server.fetch, refreshMarginSeconds: 30, heartbeatTimeoutMs: 600_000, ...fast,
     });
@@ -197,6 +198,24 @@ describe("subscribeToTask", () => {
     expect(server.requests).toHaveLength(2);
     expect(getToken).toHaveBeenLastCalledWith({ forceRefresh: true });
     expect(server.requests[1].headers["last-event-id"]).toBe(`task-${T}:2`);
+    sub.close();
+  });
+
+  it("before expiry, takes the app's already refreshed token without forcing another refresh", async () => {
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "Date"] });
+    const server = new FakeSseServer();
+    let current = fakeJwt(90, "first", 3600);
+    const getToken = vi.fn((_: { forceRefresh: boolean }) => current);
+    const sub = subscribeToTask(T, {
+      getToken, fetch: server.fetch, refreshMarginSeconds: 30, heartbeatTimeoutMs: 600_000, ...fast,
+    });
+    await vi.advanceTimersByTimeAsync(0);
+    server.requests[0].open();
+    current = fakeJwt(3600, "refreshed-by-the-app");
+    await vi.advanceTimersByTimeAsync(61_000);
+    expect(server.requests).toHaveLength(2);
+    expect(server.requests[1].headers.authorization).toBe(`Bearer ${current}`);
+    expect(getToken.mock.calls.map((c) => c[0].forceRefresh)).toEqual([false, false]);
     sub.close();
   });
 

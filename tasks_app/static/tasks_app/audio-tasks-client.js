@@ -218,6 +218,7 @@ function openStream(path, pollPath, options, endsOnComplete) {
   });
   const run = async () => {
     let forceRefresh = false;
+    let renewing = false;
     let refusedOnce = false;
     let failures = 0;
     setStatus("connecting");
@@ -225,11 +226,16 @@ function openStream(path, pollPath, options, endsOnComplete) {
       let token;
       try {
         token = await options.getToken({ forceRefresh });
+        if (renewing && !forceRefresh) {
+          const expiry2 = tokenExpiry(token);
+          if (expiry2 !== null && expiry2 - Date.now() <= margin) token = await options.getToken({ forceRefresh: true });
+        }
       } catch (err) {
         throw new Stop({ code: "unauthenticated", message: errorText(err, "Could not get an access token.") });
       }
       if (closed) return;
       forceRefresh = false;
+      renewing = false;
       const attempt = new AbortController();
       controller = attempt;
       let expiring = false;
@@ -280,7 +286,7 @@ function openStream(path, pollPath, options, endsOnComplete) {
         if (err instanceof Stop) throw err;
         if (closed) return;
         if (expiring) {
-          forceRefresh = true;
+          renewing = true;
           continue;
         }
       } finally {

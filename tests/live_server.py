@@ -70,6 +70,21 @@ class LiveService:
         assert resp.status_code == 201, resp.text
         return resp.json()
 
+    def shell(self, script: str) -> str:
+        """Run Python in the service's Django environment (as an operator's shell would)."""
+        done = subprocess.run([sys.executable, "manage.py", "shell", "--no-imports", "-c",
+                               script], cwd=ROOT,
+                              env=self.env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    def restart_daphne(self) -> None:
+        """Kill Daphne and start it again on the same port."""
+        os.killpg(self.daphne.pid, signal.SIGKILL)
+        self.daphne.wait()
+        port = int(self.base_url.rsplit(":", 1)[1])
+        self.daphne, _ = spawn_daphne(self.data_dir, self.env, "daphne", port)
+
     def create_task(self, token: str, audio_id: int, **extra) -> dict:
         """Create a task and return its JSON."""
         with self.client(token) as c:
@@ -135,7 +150,7 @@ def spawn_daphne(tmp: Path, env: dict, name: str,
                  port: int | None = None) -> tuple[subprocess.Popen, str]:
     """Start one Daphne process (on a free port unless given) and wait until it answers."""
     port = port or free_port()
-    log = open(tmp / f"{name}.log", "wb")
+    log = open(tmp / f"{name}.log", "ab")
     proc = subprocess.Popen(
         [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
          "project.asgi:application"],

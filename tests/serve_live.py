@@ -16,19 +16,17 @@ Then it reads commands, one JSON array per line, and answers each with one JSON 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import numpy as np
 
 from tasks_app.audio.generate import tone, write_audio, write_tone
-from tests.live_server import PASSWORD, ROOT, spawn_daphne, start_service, stop_service
+from tests.live_server import PASSWORD, ROOT, start_service, stop_service
 
 # Users beyond alice, bob and root, so each test can have a list of its own.
 EXTRA_USERS = ["carol", "dave", "erin", "frank"]
@@ -73,10 +71,7 @@ def main() -> None:
         for line in sys.stdin:
             command = json.loads(line)
             if command[0] == "restart":
-                os.killpg(service.daphne.pid, signal.SIGKILL)
-                service.daphne.wait()
-                port = urlsplit(service.base_url).port
-                service.daphne, _ = spawn_daphne(tmp, service.env, "daphne-restarted", port=port)
+                service.restart_daphne()
                 reply({"restarted": True})
             elif command[0] == "manage":
                 reply(manage(service.env, command[1:]))

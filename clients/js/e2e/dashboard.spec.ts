@@ -136,3 +136,16 @@ test("ten tasks at once: ten live bars over one stream request", async ({ page, 
   await expect(row(page, tasks[3].id)).toHaveCount(0);
   expect(streams).toEqual([`${live.baseUrl}/api/v1/sse/tasks/progress`]);
 });
+
+test("a deactivated user is signed out with a message, not left with a dead page", async ({ page, live, signIn }) => {
+  await signIn("frank");
+  await live.shell(
+    "from django.contrib.auth.models import User\n" +
+      'u = User.objects.get(username="frank"); u.is_active = False; u.save()',
+  );
+  // The stream ends with `unauthenticated`; the refresh token is refused for an inactive user.
+  await expect(page.locator("#sign-in-error")).toHaveText("Your session expired; please sign in again.");
+  await expect(page.getByRole("button", { name: "Sign in" })).toBeVisible();
+  await expect(page.locator("#app")).toBeHidden();
+  expect(await page.evaluate(() => sessionStorage.length)).toBe(0);
+});

@@ -3,14 +3,13 @@
 
 from django.contrib import admin
 from django.urls import include, path
-from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from tasks_app.health import healthz_view
 from tasks_app.metrics import metrics_view
 
 urlpatterns = [
-    path("", RedirectView.as_view(url="/docs", permanent=False)),
+    path("", include("tasks_app.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include("tasks_app.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

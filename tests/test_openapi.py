@@ -93,8 +93,3 @@ def test_docs_assets_are_served_by_the_app(api_client):
 
     assert finders.find("drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js")
 
-
-def test_root_redirects_to_docs(api_client):
-    response = api_client.get("/")
-    assert response.status_code == 302
-    assert response["Location"] == "/docs"

@@ -1,0 +1,474 @@
+/**
+ * Subscribe to the audio task service's SSE progress streams from a browser (or Node 20).
+ *
+ * Transport: `fetch` with a streamed response body, not the native `EventSource`. That lets the
+ * client send the short-lived access token in the `Authorization` header (never in a URL),
+ * send `Last-Event-ID` itself, and see the HTTP status of every (re)connect: `204` (the task's
+ * `complete` was already seen: stop), `401` (refresh the token once, then give up), `404`
+ * (unknown or deleted task: stop), `429`/`5xx`/network errors (retry with backoff).
+ */
+import { createParser, type EventSourceMessage } from "eventsource-parser";
+
+/** A task's state; `completed`, `failed` and `cancelled` are terminal. */
+export type TaskState = "pending" | "processing" | "completed" | "failed" | "cancelled";
+
+/** The payload of `progress` and `complete` events (and of `GET tasks/{id}/progress/`). */
+export interface TaskProgress {
+  task_id: string;
+  state: TaskState;
+  /** 0–100; 100 exactly when completed. */
+  progress: number;
+  /** Seconds left, or null when unknown. */
+  estimated_time: number | null;
+  /** ISO 8601 UTC. */
+  updated_at: string;
+  stage: string;
+  error: string | null;
+  attempts?: number;
+  [extra: string]: unknown;
+}
+
+/**
+ * Why a subscription stopped for good. `code` is the server's (`deleted`, `unauthenticated`,
+ * `not_found`, …) or the client's own (`http_<status>`); `status` is set for HTTP refusals.
+ */
+export interface StreamError {
+  code: string;
+  message: string;
+  status?: number;
+}
+
+/** Connection state, for a "disconnected" banner: `closed` means the subscription ended. */
+export type ConnectionStatus = "connecting" | "open" | "reconnecting" | "closed";
+
+/**
+ * Returns a valid access token. `forceRefresh` is true when the server refused the last one
+ * (HTTP 401 or an `unauthenticated` event) or it is about to expire: fetch a new one then.
+ */
+export type GetToken = (options: { forceRefresh: boolean }) => string | Promise<string>;
+
+/** Options shared by both kinds of subscription. */
+export interface StreamOptions {
+  getToken: GetToken;
+  /**
+   * Every `progress` event (the first one is the snapshot of the current state), except
+   * replayed events older than a state already delivered (see the README).
+   */
+  onProgress?: (progress: TaskProgress) => void;
+  /** A `complete` event: the task ended (check `state`). The per-task stream stops after it. */
+  onComplete?: (progress: TaskProgress) => void;
+  /** The subscription stopped because of `error` (not called after `close()`). */
+  onError?: (error: StreamError) => void;
+  onStatus?: (status: ConnectionStatus) => void;
+  /** Origin of the service, e.g. `https://audio.example.com`; default: same origin. */
+  baseUrl?: string;
+  /** Resume after this event id (e.g. kept across a page reload). */
+  lastEventId?: string;
+  /** Reconnect this many seconds before the access token expires (default 30). */
+  refreshMarginSeconds?: number;
+  /** First and largest reconnect delay in ms (default 250 and 5000; doubles per failure). */
+  retryDelayMs?: { min: number; max: number };
+  /**
+   * Reconnect when nothing (not even a keep-alive, sent every 15 s) arrived for this long:
+   * the connection is dead without having been closed (default 45000 ms).
+   */
+  heartbeatTimeoutMs?: number;
+  /** The fetch implementation (tests, polyfills); default `globalThis.fetch`. */
+  fetch?: typeof fetch;
+}
+
+/** Options of the all-tasks stream. */
+export interface AllTasksOptions extends StreamOptions {
+  /** A task of the caller was deleted (the all-tasks stream continues). */
+  onDeleted?: (taskId: string) => void;
+}
+
+/** A live subscription. */
+export interface Subscription {
+  /** Stop for good: aborts the request and cancels timers; no callback runs afterwards. */
+  close(): void;
+  /** Id of the last event received, to resume from later. */
+  readonly lastEventId: string | null;
+}
+
+const API = "/api/v1";
+
+/** Follow one task until `complete`, a final `error`, a `204`, a `404` or `close()`. */
+export function subscribeToTask(taskId: string, options: StreamOptions): Subscription {
+  const id = encodeURIComponent(taskId);
+  return openStream(`${API}/sse/tasks/${id}/progress`, `${API}/tasks/${id}/progress/`, options, true);
+}
+
+/** Follow every task of the caller over one connection (dashboards); runs until `close()`. */
+export function subscribeToAllTasks(options: AllTasksOptions): Subscription {
+  return openStream(`${API}/sse/tasks/progress`, null, options, false);
+}
+
+/** Expiry of a JWT in ms since the epoch, or null when the token is not a readable JWT. */
+export function tokenExpiry(token: string): number | null {
+  const exp = tokenClaims(token)?.exp;
+  return typeof exp === "number" ? exp * 1000 : null;
+}
+
+/** The (unverified) claims of a JWT, or null. */
+function tokenClaims(token: string): { exp?: unknown; iat?: unknown } | null {
+  const part = token.split(".")[1];
+  if (!part) return null;
+  try {
+    const json = atob(part.replace(/-/g, "+").replace(/_/g, "/").padEnd(Math.ceil(part.length / 4) * 4, "="));
+    const claims = JSON.parse(json) as unknown;
+    return claims && typeof claims === "object" ? (claims as { exp?: unknown; iat?: unknown }) : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Raised by the token manager when the refresh token itself is refused. */
+export class TokenRefreshError extends Error {
+  constructor(message: string, readonly status?: number) {
+    super(message);
+    this.name = "TokenRefreshError";
+  }
+}
+
+/** Options of {@link createTokenManager}. */
+export interface TokenManagerOptions {
+  access: string;
+  refresh: string;
+  baseUrl?: string;
+  /** Refresh when the access token has less than this many seconds left (default 60). */
+  marginSeconds?: number;
+  /** Called with the new pair after each refresh (to persist it). */
+  onTokens?: (tokens: { access: string; refresh: string }) => void;
+  fetch?: typeof fetch;
+}
+
+/** A token manager: a `getToken` for the subscriptions that refreshes via `auth/token/refresh/`. */
+export interface TokenManager {
+  getToken: GetToken;
+  /** Access token, refreshed first when it expires within the margin. */
+  access(): Promise<string>;
+  /** Schedule a refresh `marginSeconds` before expiry (call once; returns a cancel function). */
+  keepFresh(): () => void;
+}
+
+/** Keep a simplejwt access/refresh pair fresh; concurrent refreshes share one request. */
+export function createTokenManager(options: TokenManagerOptions): TokenManager {
+  let { access, refresh } = options;
+  const margin = (options.marginSeconds ?? 60) * 1000;
+  const doFetch = options.fetch ?? globalThis.fetch.bind(globalThis);
+  let inFlight: Promise<string> | null = null;
+
+  const refreshNow = (): Promise<string> => {
+    inFlight ??= (async () => {
+      try {
+        const res = await doFetch(`${options.baseUrl ?? ""}${API}/auth/token/refresh/`, {
+          method: "POST",
+          headers: { "Content-Type": "application/json" },
+          body: JSON.stringify({ refresh }),
+        });
+        if (!res.ok) throw new TokenRefreshError(`Token refresh refused (HTTP ${res.status}).`, res.status);
+        const body = (await res.json()) as { access: string; refresh?: string };
+        access = body.access;
+        refresh = body.refresh ?? refresh;
+        options.onTokens?.({ access, refresh });
+        return access;
+      } finally {
+        inFlight = null;
+      }
+    })();
+    return inFlight;
+  };
+
+  /** When the current access token is due for refresh (ms), or null for an unreadable one. */
+  const dueAt = (): number | null => {
+    const claims = tokenClaims(access);
+    if (typeof claims?.exp !== "number") return null;
+    const expiry = claims.exp * 1000;
+    // A token that lives shorter than twice the margin is refreshed halfway through its life.
+    const life = typeof claims.iat === "number" ? expiry - claims.iat * 1000 : Infinity;
+    return expiry - Math.min(margin, life / 2);
+  };
+
+  const fresh = (): Promise<string> => {
+    const due = dueAt();
+    return due !== null && Date.now() >= due ? refreshNow() : Promise.resolve(access);
+  };
+
+  return {
+    getToken: ({ forceRefresh }) => (forceRefresh ? refreshNow() : fresh()),
+    access: fresh,
+    keepFresh() {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      let stopped = false;
+      const plan = (): void => {
+        const due = dueAt();
+        if (stopped || due === null) return;
+        timer = setTimeout(() => {
+          fresh().then(plan, () => undefined);
+        }, Math.max(1000, due - Date.now()));
+      };
+      plan();
+      return () => {
+        stopped = true;
+        clearTimeout(timer);
+      };
+    },
+  };
+}
+
+// ------------------------------------------------------------------------------------------
+
+class Stop {
+  constructor(readonly error: StreamError | null) {}
+}
+
+function openStream(
+  path: string,
+  pollPath: string | null,
+  options: AllTasksOptions,
+  endsOnComplete: boolean,
+): Subscription {
+  const doFetch = options.fetch ?? globalThis.fetch.bind(globalThis);
+  const base = options.baseUrl ?? "";
+  const minDelay = options.retryDelayMs?.min ?? 250;
+  const maxDelay = options.retryDelayMs?.max ?? 5000;
+  const margin = (options.refreshMarginSeconds ?? 30) * 1000;
+  const heartbeatTimeout = options.heartbeatTimeoutMs ?? 45_000;
+  let lastEventId: string | null = options.lastEventId ?? null;
+  let closed = false;
+  let controller: AbortController | null = null;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let wake: (() => void) | null = null;
+  let status: ConnectionStatus | null = null;
+
+  const setStatus = (next: ConnectionStatus): void => {
+    if (status === next || (closed && next !== "closed")) return;
+    status = next;
+    options.onStatus?.(next);
+  };
+
+  const pause = (ms: number): Promise<void> =>
+    new Promise((resolve) => {
+      wake = resolve;
+      timer = setTimeout(resolve, ms);
+    });
+
+  const run = async (): Promise<void> => {
+    let forceRefresh = false;
+    let renewing = false;
+    let refusedOnce = false;
+    let failures = 0;
+    setStatus("connecting");
+    while (!closed) {
+      let token: string;
+      try {
+        token = await options.getToken({ forceRefresh });
+        if (renewing && !forceRefresh) {
+          // The app may have refreshed already (e.g. a token manager's keepFresh); force a
+          // refresh only when what it gives is still about to expire.
+          const expiry = tokenExpiry(token);
+          if (expiry !== null && expiry - Date.now() <= margin) token = await options.getToken({ forceRefresh: true });
+        }
+      } catch (err) {
+        throw new Stop({ code: "unauthenticated", message: errorText(err, "Could not get an access token.") });
+      }
+      if (closed) return;
+      forceRefresh = false;
+      renewing = false;
+      const attempt = new AbortController();
+      controller = attempt;
+      // Reconnect with a fresh token shortly before this one expires (the server would end
+      // the stream with an `unauthenticated` event at expiry; this avoids the round trip).
+      let expiring = false;
+      const expiry = tokenExpiry(token);
+      let refreshTimer: ReturnType<typeof setTimeout> | undefined;
+      if (expiry !== null) {
+        const left = expiry - Date.now();
+        // Short-lived tokens: reconnect halfway through their remaining life instead.
+        const delay = Math.max(left - margin, left / 2);
+        if (delay >= 1000) {
+          refreshTimer = setTimeout(() => {
+            expiring = true;
+            attempt.abort();
+          }, delay);
+        }
+      }
+      const headers: Record<string, string> = { Accept: "text/event-stream", Authorization: `Bearer ${token}` };
+      if (lastEventId) headers["Last-Event-ID"] = lastEventId;
+      try {
+        const res = await doFetch(base + path, { headers, signal: attempt.signal, cache: "no-store" });
+        if (res.status === 204) {
+          // The server says this client has seen `complete` already.
+          await res.body?.cancel();
+          const final = pollPath ? await fetchFinal(base + pollPath, token) : null;
+          if (final && !closed) options.onComplete?.(final);
+          throw new Stop(null);
+        }
+        if (res.status === 401 && !refusedOnce) {
+          refusedOnce = true;
+          forceRefresh = true;
+          await res.body?.cancel();
+          continue;
+        }
+        if (res.status !== 200 || !res.body) {
+          const error = await httpError(res);
+          if (res.status === 429 || res.status >= 500 || res.status === 408) {
+            throw new Retry();
+          }
+          throw new Stop(error);
+        }
+        refusedOnce = false;
+        failures = 0;
+        setStatus("open");
+        const outcome = await readEvents(res.body, () => attempt.abort());
+        if (outcome === "reauthenticate") {
+          forceRefresh = true;
+          continue;
+        }
+      } catch (err) {
+        if (err instanceof Stop) throw err;
+        if (closed) return;
+        if (expiring) {
+          renewing = true;
+          continue;
+        }
+        // Network error, server gone, or a retryable status: back off and reconnect.
+      } finally {
+        clearTimeout(refreshTimer);
+      }
+      if (closed) return;
+      setStatus("reconnecting");
+      const delay = Math.min(maxDelay, minDelay * 2 ** failures);
+      failures += 1;
+      await pause(delay * (0.8 + 0.4 * Math.random()));
+    }
+  };
+
+  /** Read events until the response ends; "reauthenticate" after an `unauthenticated` event. */
+  const readEvents = async (
+    body: ReadableStream<Uint8Array>,
+    abort: () => void,
+  ): Promise<"ended" | "reauthenticate"> => {
+    let result: "ended" | "reauthenticate" | Stop | null = null;
+    const parser = createParser({
+      onEvent(message: EventSourceMessage) {
+        if (result !== null || closed) return;
+        if (message.id) lastEventId = message.id;
+        result = dispatch(message);
+      },
+    });
+    const reader = body.getReader();
+    const decoder = new TextDecoder();
+    let watchdog: ReturnType<typeof setTimeout> | undefined;
+    const arm = (): void => {
+      clearTimeout(watchdog);
+      watchdog = setTimeout(abort, heartbeatTimeout);
+    };
+    try {
+      arm();
+      while (result === null) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        arm();
+        parser.feed(decoder.decode(value, { stream: true }));
+      }
+    } finally {
+      clearTimeout(watchdog);
+      reader.cancel().catch(() => undefined);
+    }
+    const outcome = result as "ended" | "reauthenticate" | Stop | null;
+    if (outcome instanceof Stop) throw outcome;
+    return outcome ?? "ended";
+  };
+
+  // On a resume the server sends the current state first (a snapshot without an id), then the
+  // events missed since Last-Event-ID, which are older than that snapshot. Pass on only what
+  // is not older than the newest state already passed on, so a bar never moves backwards.
+  const newest = new Map<string, number>();
+  const isStale = (progress: TaskProgress): boolean => {
+    const at = Date.parse(progress.updated_at);
+    const seen = newest.get(progress.task_id);
+    if (seen !== undefined && at < seen) return true;
+    newest.set(progress.task_id, at);
+    return false;
+  };
+
+  const dispatch = (message: EventSourceMessage): "reauthenticate" | Stop | null => {
+    const type = message.event ?? "message";
+    if (type === "progress") {
+      const progress = JSON.parse(message.data) as TaskProgress;
+      if (!isStale(progress)) options.onProgress?.(progress);
+    } else if (type === "complete") {
+      const progress = JSON.parse(message.data) as TaskProgress;
+      isStale(progress);
+      options.onComplete?.(progress);
+      if (endsOnComplete) return new Stop(null);
+    } else if (type === "deleted") {
+      options.onDeleted?.((JSON.parse(message.data) as { task_id: string }).task_id);
+    } else if (type === "error") {
+      const error = JSON.parse(message.data) as StreamError;
+      // Final for this connection; only an expired token is worth a new one.
+      return error.code === "unauthenticated" ? "reauthenticate" : new Stop(error);
+    }
+    return null;
+  };
+
+  const stop = (): void => {
+    closed = true;
+    controller?.abort();
+    clearTimeout(timer);
+    wake?.();
+  };
+
+  run().then(
+    () => setStatus("closed"),
+    (err: unknown) => {
+      const error = err instanceof Stop ? err.error : { code: "client_error", message: errorText(err, "Stream failed.") };
+      const wasClosed = closed;
+      stop();
+      setStatus("closed");
+      if (error && !wasClosed) options.onError?.(error);
+    },
+  );
+
+  return {
+    close() {
+      if (closed) return;
+      stop();
+      setStatus("closed");
+    },
+    get lastEventId() {
+      return lastEventId;
+    },
+  };
+
+  async function fetchFinal(url: string, token: string): Promise<TaskProgress | null> {
+    try {
+      const res = await doFetch(url, { headers: { Authorization: `Bearer ${token}` }, cache: "no-store" });
+      return res.ok ? ((await res.json()) as TaskProgress) : null;
+    } catch {
+      return null;
+    }
+  }
+}
+
+class Retry extends Error {}
+
+async function httpError(res: Response): Promise<StreamError> {
+  try {
+    const body = (await res.json()) as { error?: { code?: string; message?: string } };
+    if (body.error?.code) {
+      // A refused token is `unauthenticated`, like the server's final `error` event.
+      const code = res.status === 401 ? "unauthenticated" : body.error.code;
+      return { code, message: body.error.message ?? "", status: res.status };
+    }
+  } catch {
+    // Not JSON: fall through.
+  }
+  return { code: `http_${res.status}`, message: `HTTP ${res.status}`, status: res.status };
+}
+
+function errorText(err: unknown, fallback: string): string {
+  return err instanceof Error && err.message ? err.message : fallback;
+}

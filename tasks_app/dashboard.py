@@ -11,9 +11,14 @@ from .audio.registry import processors
 
 def kinds() -> list[dict[str, object]]:
     """Every task kind with its description and option schema, for the new-task form."""
-    return [{"kind": p.kind, "description": p.description,
-             "options": {name: option.as_dict() for name, option in p.options.items()}}
-            for p in processors()]
+    return [
+        {
+            "kind": p.kind,
+            "description": p.description,
+            "options": {name: option.as_dict() for name, option in p.options.items()},
+        }
+        for p in processors()
+    ]
 
 
 @require_safe

@@ -62,11 +62,18 @@ def main() -> None:
     service = start_service(tmp)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        manage(service.env, ["shell", "-c", (
-            "from django.contrib.auth import get_user_model as g\n"
-            f"for name in {EXTRA_USERS!r}:\n"
-            f"    u, _ = g().objects.get_or_create(username=name); u.set_password('{PASSWORD}'); u.save()"
-        )])
+        manage(
+            service.env,
+            [
+                "shell",
+                "-c",
+                (
+                    "from django.contrib.auth import get_user_model as g\n"
+                    f"for name in {EXTRA_USERS!r}:\n"
+                    f"    u, _ = g().objects.get_or_create(username=name); u.set_password('{PASSWORD}'); u.save()"
+                ),
+            ],
+        )
         reply({"base_url": service.base_url, "password": PASSWORD, "audio": audio})
         for line in sys.stdin:
             command = json.loads(line)
@@ -84,8 +91,9 @@ def main() -> None:
 
 def manage(env: dict, args: list[str]) -> dict:
     """Run one management command against the live service's database."""
-    done = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
     return {"code": done.returncode, "stdout": done.stdout, "stderr": done.stderr}
 
 

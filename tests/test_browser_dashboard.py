@@ -37,14 +37,13 @@ def run_npx(*args: str, timeout: float) -> None:
         if os.environ.get("REQUIRE_SERVICES") == "1":
             pytest.fail(message)
         pytest.skip(message)
-    env = {**os.environ, "PYTHON": sys.executable, "CHROMIUM": CHROMIUM, "CI": "1",
-           "NO_COLOR": "1", "FORCE_COLOR": "0"}
+    env = {**os.environ, "PYTHON": sys.executable, "CHROMIUM": CHROMIUM, "CI": "1", "NO_COLOR": "1", "FORCE_COLOR": "0"}
     env.pop("SKIP_LIVE", None)
-    done = subprocess.run(["npx", "--no-install", *args], cwd=CLIENT, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    done = subprocess.run(
+        ["npx", "--no-install", *args], cwd=CLIENT, env=env, capture_output=True, text=True, timeout=timeout
+    )
     if done.returncode != 0:
-        pytest.fail(f"{' '.join(args)} failed:\n{done.stdout[-20000:]}\n{done.stderr[-5000:]}",
-                    pytrace=False)
+        pytest.fail(f"{' '.join(args)} failed:\n{done.stdout[-20000:]}\n{done.stderr[-5000:]}", pytrace=False)
 
 
 @pytest.mark.timeout(400)

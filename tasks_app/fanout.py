@@ -37,6 +37,7 @@ from django.db import InterfaceError, OperationalError, connection
 
 from .events import COMPLETE, ERROR, LogEvent, events_after, frame, latest_row_id, rows_after
 from .exceptions import TooManyStreams
+from .metrics import SSE_OPEN_STREAMS
 
 logger = logging.getLogger(__name__)
 
@@ -171,6 +172,7 @@ class Hub:
         sub = Subscription(channel, user_id, last_id, ends_on_complete)
         streams.add(sub)
         channel.subs.add(sub)
+        SSE_OPEN_STREAMS.inc()
         if expires_at is not None:
             heapq.heappush(self.expiries, (expires_at, next(self.counter), sub))
         revoked_at = self.revoked.get(user_id)
@@ -188,6 +190,7 @@ class Hub:
             if not streams:
                 del self.by_user[sub.user_id]
         sub.final = b""  # marks it closed for the expiry heap
+        SSE_OPEN_STREAMS.dec()
 
     def take(self, sub: Subscription, most: int = BATCH) -> tuple[list[bytes] | None, bool]:
         """Up to `most` frames the stream has not sent, from the ring, and whether it must

@@ -24,6 +24,7 @@ from . import events as log
 from .events import COMPLETE, DELETED, ERROR, PROGRESS, LogEvent
 from .exceptions import NotFound, Unauthenticated
 from .fanout import notify
+from .metrics import SSE_EVENTS_PUBLISHED
 from .models import Task, user_channel
 from .progress import task_progress
 from .selectors import tasks_visible_to
@@ -37,6 +38,7 @@ TOKEN_COOKIE = "sse_token"
 
 def _publish(events: list[LogEvent]) -> None:
     events = list(events)
+    SSE_EVENTS_PUBLISHED.inc(len(events))
     transaction.on_commit(lambda: notify(events))
 
 

@@ -17,10 +17,12 @@ import pytest
 from django_tasks_db.models import DBTaskResult
 from prometheus_client.parser import text_string_to_metric_families
 
-from tasks_app import metrics, services
+from tasks_app import services
 from tasks_app.models import Task
 
-from .live_server import ROOT, free_port, spawn_daphne, wait_until
+from tasks_app.audio.generate import write_tone
+
+from .live_server import ROOT, free_port, read_events, spawn_daphne, start_service, stop_service, wait_until
 
 TOKEN = "scrape-token-for-tests"
 
@@ -30,12 +32,17 @@ def scrape(client: Any, **headers: str) -> dict[str, Any]:
     response = client.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}", **headers})
     assert response.status_code == 200, response.content
     assert response["Content-Type"].startswith("text/plain")
-    samples = {}
-    for family in text_string_to_metric_families(response.content.decode()):
+    return samples(response.content.decode())
+
+
+def samples(text: str) -> dict[str, Any]:
+    """Prometheus text as {sample name + labels: value}."""
+    out = {}
+    for family in text_string_to_metric_families(text):
         for sample in family.samples:
             key = sample.name + "".join(f"{{{k}={v}}}" for k, v in sorted(sample.labels.items()))
-            samples[key] = sample.value
-    return samples
+            out[key] = sample.value
+    return out
 
 
 @pytest.fixture
@@ -179,9 +186,7 @@ def test_metrics_parse_as_prometheus_text_and_move_as_tasks_run(
     done.refresh_from_db()
     DBTaskResult.objects.get(pk=done.job_id).claim("worker-a")
     services.task_start(task_id=done.pk)
-    services.task_complete(task_id=done.pk, result={"ok": True})
-    metrics.SSE_STREAM_CONNECTS.labels(status="200").inc()
-    metrics.SSE_EVENTS_DELIVERED.inc(3)
+    services.task_complete(task_id=done.pk, attempt=1, result={"ok": True})
 
     after = scrape(client)
 
@@ -190,9 +195,7 @@ def test_metrics_parse_as_prometheus_text_and_move_as_tasks_run(
     assert after["task_duration_seconds_count"] == before["task_duration_seconds_count"] + 1
     assert after["task_queue_wait_seconds_count"] == before["task_queue_wait_seconds_count"] + 1
     assert after["job_queue_depth"] == before["job_queue_depth"] + 1, "only waiting's job"
-    assert after["sse_stream_connects_total{status=200}"] == before.get("sse_stream_connects_total{status=200}", 0) + 1
-    assert after["sse_events_delivered_total"] == before["sse_events_delivered_total"] + 3
-    assert "sse_open_streams" in after and "sse_events_published_total" in after
+    assert after["sse_events_published_total"] >= before["sse_events_published_total"] + 4
     assert "task_oldest_heartbeat_age_seconds" in after
 
 
@@ -283,3 +286,42 @@ def test_behind_a_tls_proxy_the_stream_cookie_is_secure(
     proxied = client.post("/api/v1/auth/stream-cookie/", HTTP_X_FORWARDED_PROTO="https")
     assert plain.cookies["sse_token"]["secure"] == ""
     assert proxied.cookies["sse_token"]["secure"] is True
+
+
+def test_stream_metrics_move_as_a_client_streams_a_task(tmp_path: Path) -> None:
+    service = start_service(tmp_path, workers=0, extra_env={"METRICS_TOKEN": TOKEN})
+    try:
+        wav = tmp_path / "tone.wav"
+        write_tone(str(wav), 1.0)
+        token = service.token("alice")
+        task = service.create_task(token, service.upload(token, wav)["id"])
+
+        def scrape_live() -> dict[str, float]:
+            with httpx.Client(base_url=service.base_url) as client:
+                response = client.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
+            assert response.status_code == 200
+            return samples(response.text)
+
+        before = scrape_live()
+        url = f"/api/v1/sse/tasks/{task['id']}/progress"
+        with service.client(token) as client:
+            opened = {}
+
+            def until(events: list) -> bool:
+                if len(events) == 1:  # the snapshot: the stream is open now
+                    opened.update(scrape_live())
+                    client.post(f"/api/v1/tasks/{task['id']}/cancel/")
+                return events[-1].event == "complete"
+
+            status, _ = read_events(client, url, until=until, timeout=60)
+            assert status == 200
+            assert client.get("/api/v1/sse/tasks/task_nope/progress").status_code == 404
+        after = scrape_live()
+    finally:
+        stop_service(service)
+    assert opened["sse_open_streams"] == before["sse_open_streams"] + 1
+    assert after["sse_stream_connects_total{status=200}"] == before.get("sse_stream_connects_total{status=200}", 0) + 1
+    assert after["sse_stream_connects_total{status=404}"] == before.get("sse_stream_connects_total{status=404}", 0) + 1
+    # The cancel's progress and complete reached the client; four events were stored (both channels).
+    assert after["sse_events_delivered_total"] == before["sse_events_delivered_total"] + 2
+    assert after["sse_events_published_total"] == before["sse_events_published_total"] + 4

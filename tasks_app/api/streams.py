@@ -17,6 +17,7 @@ from ..streaming import Backpressure, sse_stream
 from ..events import COMPLETE, ERROR, LogEvent, events_after
 from ..exceptions import DomainError, InternalError, MethodNotAllowed
 from ..fanout import BATCH, KEEPALIVE, Channel, Hub, Subscription, get_hub, run_db
+from ..metrics import SSE_EVENTS_DELIVERED, SSE_STREAM_CONNECTS
 from ..models import user_channel
 from ..sse import TOKEN_COOKIE, Credentials, StreamOpening, authenticate_user_stream, open_task_stream, open_user_stream
 from .exceptions import error_body
@@ -79,6 +80,7 @@ async def _serve(request: HttpRequest, opener: Opener, *, ends_on_complete: bool
         return _error(InternalError())
     if opening.status == 204:
         hub.release(channel)
+        SSE_STREAM_CONNECTS.labels(status="204").inc()
         return HttpResponse(status=204, headers={"Cache-Control": "no-cache"})
     if opening.finished:
         hub.release(channel)
@@ -97,6 +99,7 @@ async def _serve(request: HttpRequest, opener: Opener, *, ends_on_complete: bool
             hub.release(channel)
             return _error(exc)
         body = _live(hub, sub, opening.head, Backpressure.of(request.scope))
+    SSE_STREAM_CONNECTS.labels(status="200").inc()
     return StreamingHttpResponse(body, content_type="text/event-stream; charset=utf-8", headers=SSE_HEADERS)
 
 
@@ -117,6 +120,7 @@ async def _live(hub: Hub, sub: Subscription, head: bytes, flow: Backpressure | N
                 frames, ended = await _page(sub)
             if frames:
                 sub.last_write = time.monotonic()
+                SSE_EVENTS_DELIVERED.inc(len(frames))
                 yield b"".join(frames)
                 if ended:
                     return
@@ -178,6 +182,7 @@ async def _finished(opening: StreamOpening) -> AsyncIterator[bytes]:
 
 def _error(exc: DomainError) -> JsonResponse:
     """A JSON error with a real status, before any stream starts."""
+    SSE_STREAM_CONNECTS.labels(status=str(exc.status_code)).inc()
     response = JsonResponse(error_body(exc.code, exc.message, exc.field), status=exc.status_code)
     if exc.status_code == 401:
         response["WWW-Authenticate"] = 'Bearer realm="api"'

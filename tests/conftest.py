@@ -11,9 +11,10 @@ import functools
 import os
 import shutil
 import socket
-from collections.abc import Callable
-from urllib.parse import urlsplit
+import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 from typing import Any
 
 import pytest
@@ -39,8 +40,10 @@ def postgres_missing() -> str | None:
         with psycopg.connect(POSTGRES_URL, connect_timeout=3):
             return None
     except Exception as exc:  # noqa: BLE001 - any failure means "not available"
-        return (f"PostgreSQL at {POSTGRES_URL} does not answer ({type(exc).__name__}); start it "
-                f"(apt-get install postgresql) or set TEST_POSTGRES_URL")
+        return (
+            f"PostgreSQL at {POSTGRES_URL} does not answer ({type(exc).__name__}); start it "
+            f"(apt-get install postgresql) or set TEST_POSTGRES_URL"
+        )
 
 
 @functools.cache
@@ -48,16 +51,17 @@ def redis_missing() -> str | None:
     """Why Redis cannot be used by the tests, or None when it answers PING."""
     parts = urlsplit(REDIS_URL)
     try:
-        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 6379),
-                                      timeout=3) as sock:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 6379), timeout=3) as sock:
             sock.settimeout(3)
             sock.sendall(b"PING\r\n")
             if sock.recv(16).startswith(b"+PONG"):
                 return None
             raise ConnectionError("no PONG")
     except OSError as exc:
-        return (f"Redis at {REDIS_URL} does not answer ({type(exc).__name__}); start it "
-                f"(apt-get install redis-server) or set TEST_REDIS_URL")
+        return (
+            f"Redis at {REDIS_URL} does not answer ({type(exc).__name__}); start it "
+            f"(apt-get install redis-server) or set TEST_REDIS_URL"
+        )
 
 
 def programs_missing(*programs: str) -> str | None:
@@ -129,8 +133,7 @@ def api_client() -> APIClient:
 
 def obtain_tokens(client: APIClient, username: str) -> dict[str, str]:
     """Log in through the real token endpoint and return `access` and `refresh`."""
-    response = client.post("/api/v1/auth/token/", {"username": username, "password": PASSWORD},
-                           format="json")
+    response = client.post("/api/v1/auth/token/", {"username": username, "password": PASSWORD}, format="json")
     assert response.status_code == 200, response.content
     return response.json()
 
@@ -196,3 +199,43 @@ def make_task(make_audio: Callable[[Any], Any]) -> Callable[..., Any]:
         return task
 
     return make
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen]]:
+    """A redis-server of this test's own on a free port (stopping it harms nobody)."""
+    from .live_server import free_port, wait_until
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            shutil.which("redis-server") or "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+
+    def answers() -> bool:
+        import redis
+
+        try:
+            return bool(redis.Redis.from_url(url, socket_timeout=1).ping())
+        except redis.RedisError:
+            return False
+
+    wait_until(answers, 20, "own redis-server to answer")
+    yield url, proc
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from tasks_app.models import Task
 
 from tasks_app.audio.generate import write_tone
 
-from .live_server import ROOT, free_port, read_events, spawn_daphne, start_service, stop_service, wait_until
+from .live_server import ROOT, free_port, read_events, spawn_daphne, start_service, stop_service
 
 TOKEN = "scrape-token-for-tests"
 
@@ -43,44 +42,6 @@ def samples(text: str) -> dict[str, Any]:
             key = sample.name + "".join(f"{{{k}={v}}}" for k, v in sorted(sample.labels.items()))
             out[key] = sample.value
     return out
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen]]:
-    """A redis-server of this test's own on a free port (stopping it harms nobody)."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            shutil.which("redis-server") or "redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(tmp_path),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-
-    def answers() -> bool:
-        import redis
-
-        try:
-            return bool(redis.Redis.from_url(url, socket_timeout=1).ping())
-        except redis.RedisError:
-            return False
-
-    wait_until(answers, 20, "own redis-server to answer")
-    yield url, proc
-    if proc.poll() is None:
-        proc.kill()
-    proc.wait()
 
 
 # ------------------------------------------------------------------- healthz

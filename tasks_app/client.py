@@ -14,7 +14,8 @@ OnEvent = Callable[[str, dict, str], None]
 
 
 class StreamError(Exception):
-    """The server refused the stream (401, 404, 429, …) or kept dropping it."""
+    """The server refused or ended the stream (401, 404, 429, a final `error` event, …) or kept
+    dropping it."""
 
     def __init__(self, message: str, *, status: int | None = None) -> None:
         self.message = message
@@ -64,6 +65,8 @@ def watch(
                             continue  # e.g. the opening `retry:` field
                         failures = 0
                         payload = json.loads(sse.data)
+                        if sse.event == "error":  # final: `deleted`, `unauthenticated`
+                            raise StreamError(f"{payload.get('code')}: {payload.get('message')}")
                         if on_event is not None:
                             on_event(sse.event, payload, sse.id)
                         if sse.event == "complete":

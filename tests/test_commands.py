@@ -251,6 +251,23 @@ def test_watch_reports_the_servers_json_error() -> None:
     assert info.value.status == 404
 
 
+def test_watch_stops_on_a_final_error_event_instead_of_reconnecting() -> None:
+    calls = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        body = (_sse("progress", _progress("processing", 40), "task-task_x:2")
+                + "event: error\ndata: " + json.dumps({"code": "deleted",
+                                                        "message": "Task task_x was deleted."})
+                + "\n\n")
+        return httpx.Response(200, text=body, headers={"content-type": "text/event-stream"})
+
+    with pytest.raises(StreamError, match="deleted: Task task_x was deleted"):
+        watch("http://server", "task_x", "tok", transport=httpx.MockTransport(handler),
+              retry_delay=0)
+    assert len(calls) == 1
+
+
 def test_watch_answers_204_with_the_polled_progress() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         if request.url.path.endswith("/progress/"):

@@ -52,6 +52,7 @@ HOLE_SECONDS = 10.0
 # Users revoked this recently are refused by streams still opening (see `subscribe`).
 REVOKED_SECONDS = 60.0
 FREEZE_EVERY_STREAMS = 200
+LOOKBACK_ROWS = 1000
 
 
 # ------------------------------------------------------------------ database work
@@ -101,11 +102,9 @@ class Channel:
 class Subscription:
     """One open stream: where it is in its channel, and how it must end."""
 
-    __slots__ = ("channel", "user_id", "last_id", "ends_on_complete", "wake", "final",
-                 "keepalive", "last_write")
+    __slots__ = ("channel", "user_id", "last_id", "ends_on_complete", "wake", "final", "keepalive", "last_write")
 
-    def __init__(self, channel: Channel, user_id: int, last_id: int,
-                 ends_on_complete: bool) -> None:
+    def __init__(self, channel: Channel, user_id: int, last_id: int, ends_on_complete: bool) -> None:
         self.channel = channel
         self.user_id = user_id
         self.last_id = last_id
@@ -121,8 +120,9 @@ def error_frame(code: str, message: str) -> bytes:
     return frame(ERROR, json.dumps({"code": code, "message": message}))
 
 
-EXPIRED = error_frame("unauthenticated", "The credentials of this stream expired. Reconnect "
-                                         "with fresh credentials and Last-Event-ID.")
+EXPIRED = error_frame(
+    "unauthenticated", "The credentials of this stream expired. Reconnect with fresh credentials and Last-Event-ID."
+)
 REVOKED = error_frame("unauthenticated", "The user of this stream was deactivated or deleted.")
 
 
@@ -156,8 +156,16 @@ class Hub:
         if channel.holders <= 0 and self.channels.get(channel.name) is channel:
             del self.channels[channel.name]
 
-    def subscribe(self, channel: Channel, *, user_id: int, last_id: int, current: int,
-                  expires_at: float | None, ends_on_complete: bool) -> Subscription:
+    def subscribe(
+        self,
+        channel: Channel,
+        *,
+        user_id: int,
+        last_id: int,
+        current: int,
+        expires_at: float | None,
+        ends_on_complete: bool,
+    ) -> Subscription:
         """Register a stream on an acquired channel; raise TooManyStreams past the limit.
 
         `current` is the channel's newest id as the stream read it. When the hub knows of
@@ -165,8 +173,7 @@ class Hub:
         """
         streams = self.by_user.setdefault(user_id, set())
         if len(streams) >= settings.SSE_MAX_STREAMS_PER_USER:
-            raise TooManyStreams(
-                f"At most {settings.SSE_MAX_STREAMS_PER_USER} open streams per user.")
+            raise TooManyStreams(f"At most {settings.SSE_MAX_STREAMS_PER_USER} open streams per user.")
         if channel.last is None or channel.last < current and not channel.ring:
             channel.last = current
         sub = Subscription(channel, user_id, last_id, ends_on_complete)
@@ -256,11 +263,9 @@ class Hub:
             while channel.pending:
                 newest = max(event.eid for event in channel.pending)
                 try:
-                    stored = await run_db(events_after, channel.name, channel.last,
-                                          upto=newest, limit=RING_SIZE)
+                    stored = await run_db(events_after, channel.name, channel.last, upto=newest, limit=RING_SIZE)
                 except Exception:  # noqa: BLE001 - streams fall back to reading storage
-                    logger.warning("Could not read %s from the log", channel.name,
-                                   exc_info=True)
+                    logger.warning("Could not read %s from the log", channel.name, exc_info=True)
                     stored = []
                 merged = {event.eid: event for event in stored}
                 merged.update((event.eid, event) for event in channel.pending)
@@ -281,7 +286,7 @@ class Hub:
     def _revoke(self, event: LogEvent) -> None:
         """End every stream of a deactivated or deleted user (their own channel ends itself)."""
         try:
-            user_id = int(event.channel[len("user-"):])
+            user_id = int(event.channel[len("user-") :])
         except ValueError:
             return
         self.revoked[user_id] = time.monotonic()
@@ -316,6 +321,9 @@ class Hub:
                 if sub.final is None:
                     sub.final = EXPIRED
                     sub.wake.set()
+            if len(self.expiries) > 2 * self.open_streams + 100:  # closed streams pile up
+                self.expiries = [entry for entry in self.expiries if entry[2].final is None]
+                heapq.heapify(self.expiries)
             if now >= next_sweep:
                 # An idle stream gets a keep-alive at most `SSE_KEEPALIVE_SECONDS` apart.
                 next_sweep = now + half
@@ -362,7 +370,10 @@ class Hub:
         while True:
             try:
                 if cursor is None or not self.channels:
-                    cursor, holes = await run_db(latest_row_id), {}
+                    # Start a little behind the newest row: a stream may have read its channel
+                    # just before this read (what it has already is skipped as a repeat).
+                    newest = await run_db(latest_row_id) - LOOKBACK_ROWS
+                    cursor, holes = max(cursor or 0, newest, 0), {}
                 else:
                     rows = await run_db(rows_after, cursor, list(holes))
                     cursor = self._take_rows(rows, cursor, holes)
@@ -370,8 +381,7 @@ class Hub:
                 logger.warning("Reading the event log failed", exc_info=True)
             await asyncio.sleep(interval)
 
-    def _take_rows(self, rows: list[tuple[int, LogEvent]], cursor: int,
-                   holes: dict[int, float]) -> int:
+    def _take_rows(self, rows: list[tuple[int, LogEvent]], cursor: int, holes: dict[int, float]) -> int:
         now = time.monotonic()
         for row_id, _event in rows:
             holes.pop(row_id, None)
@@ -389,8 +399,7 @@ class Hub:
         from redis.asyncio import Redis
 
         while True:
-            client = Redis(**settings.EVENTSTREAM_REDIS, socket_connect_timeout=2,
-                           health_check_interval=10)
+            client = Redis(**settings.EVENTSTREAM_REDIS, socket_connect_timeout=2, health_check_interval=10)
             try:
                 pubsub = client.pubsub()
                 await pubsub.subscribe(settings.SSE_REDIS_CHANNEL)
@@ -412,8 +421,7 @@ async def _trim_log() -> None:
     from .events import trim
 
     try:
-        removed = await run_db(
-            trim, older_than=timedelta(hours=settings.EVENT_RETENTION_HOURS))
+        removed = await run_db(trim, older_than=timedelta(hours=settings.EVENT_RETENTION_HOURS))
         if removed:
             logger.info("Trimmed %d rows from the event log", removed)
     except Exception:  # noqa: BLE001 - housekeeping retries on its next turn
@@ -434,8 +442,9 @@ def watch_collector(threshold_ms: float = 50.0) -> None:
             return
         paused = (time.perf_counter() - started[0]) * 1000
         if paused > threshold_ms:
-            logger.warning("A generation %d garbage collection paused the server for %.1f ms",
-                           info.get("generation", -1), paused)
+            logger.warning(
+                "A generation %d garbage collection paused the server for %.1f ms", info.get("generation", -1), paused
+            )
 
     gc.callbacks.append(callback)
 
@@ -495,8 +504,7 @@ class RedisPublisher:
     def _run(self) -> None:
         import redis
 
-        client = redis.Redis(**settings.EVENTSTREAM_REDIS, socket_timeout=0.5,
-                             socket_connect_timeout=0.5)
+        client = redis.Redis(**settings.EVENTSTREAM_REDIS, socket_timeout=0.5, socket_connect_timeout=0.5)
         while True:
             batch = [self.queue.get()]
             while len(batch) < 100:
@@ -512,8 +520,7 @@ class RedisPublisher:
                     pipe.publish(settings.SSE_REDIS_CHANNEL, encode_events(events))
                 pipe.execute()
             except redis.RedisError:
-                logger.warning("Redis publish failed; streams use the log poll for 2 s",
-                               exc_info=True)
+                logger.warning("Redis publish failed; streams use the log poll for 2 s", exc_info=True)
                 self.down_until = time.monotonic() + 2.0
 
 

@@ -64,8 +64,7 @@ def publish_task_deleted(task_id: str, owner_id: int) -> None:
     channel = f"task-{task_id}"
     with transaction.atomic():
         events = [
-            log.append(channel, ERROR, _json({
-                "code": "deleted", "message": f"Task {task_id} was deleted."})),
+            log.append(channel, ERROR, _json({"code": "deleted", "message": f"Task {task_id} was deleted."})),
             log.append(user_channel(owner_id), DELETED, _json({"task_id": task_id})),
         ]
     _publish(events)
@@ -74,9 +73,11 @@ def publish_task_deleted(task_id: str, owner_id: int) -> None:
 def publish_user_revoked(user_id: int) -> None:
     """End every stream of a deactivated or deleted user with `error` (`unauthenticated`)."""
     with transaction.atomic():
-        event = log.append(user_channel(user_id), ERROR, _json({
-            "code": "unauthenticated",
-            "message": "The user was deactivated or deleted. Sign in again."}))
+        event = log.append(
+            user_channel(user_id),
+            ERROR,
+            _json({"code": "unauthenticated", "message": "The user was deactivated or deleted. Sign in again."}),
+        )
     _publish([event])
 
 
@@ -152,16 +153,14 @@ def parse_last_event_id(raw: str | None, channel: str) -> int | None:
     return None
 
 
-def open_task_stream(credentials: Credentials, task_id: str,
-                     last_event_raw: str | None) -> StreamOpening:
+def open_task_stream(credentials: Credentials, task_id: str, last_event_raw: str | None) -> StreamOpening:
     """Authorize a per-task stream and decide what it sends first and where it resumes."""
     caller = authenticate(credentials, task_id=task_id)
     channel = f"task-{task_id}"
     last_seen = parse_last_event_id(last_event_raw, channel)
     # The task and its channel's newest id in one statement, so from one snapshot of the
     # database: every event after `current` is sent live, so nothing committed is missed.
-    task = (tasks_visible_to(caller.user).filter(pk=task_id)
-            .annotate(current=log.current_id_of(channel)).first())
+    task = tasks_visible_to(caller.user).filter(pk=task_id).annotate(current=log.current_id_of(channel)).first()
     if task is None:
         raise NotFound(f"Task {task_id} not found.", field="task_id")
     current = task.current or 0
@@ -194,8 +193,6 @@ def open_user_stream(caller: Caller, last_event_raw: str | None) -> StreamOpenin
     current = log.current_id(channel)
     resuming = last_seen is not None and last_seen <= current
     event_id = None if resuming else f"{channel}:{current}"
-    tasks = (Task.objects.filter(owner_id=caller.user.pk).exclude(state__in=Task.TERMINAL)
-             .order_by("created_at"))
+    tasks = Task.objects.filter(owner_id=caller.user.pk).exclude(state__in=Task.TERMINAL).order_by("created_at")
     head = b"".join(log.frame(PROGRESS, _json(task_progress(t)), event_id) for t in tasks)
-    return StreamOpening(caller, channel, current, last_seen if resuming else current,
-                         head=head)
+    return StreamOpening(caller, channel, current, last_seen if resuming else current, head=head)

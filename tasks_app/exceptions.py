@@ -29,6 +29,14 @@ class InvalidAudio(DomainError):
     default_detail = "The file is not usable audio."
 
 
+class UploadTooLarge(DomainError):
+    """A request body or uploaded file is larger than the upload limit."""
+
+    status_code = 413
+    default_code = "too_large"
+    default_detail = "The upload is larger than the limit."
+
+
 class Unauthenticated(DomainError):
     """Missing, invalid or expired credentials (on a stream, where DRF does not answer)."""
 

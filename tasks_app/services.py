@@ -17,7 +17,8 @@ from django.utils import timezone
 from .audio.errors import AudioError, OptionsError
 from .audio.probe import probe
 from .audio.registry import get_processor, validate_options
-from .exceptions import Conflict, IllegalTransition, InvalidAudio, InvalidInput, NotFound
+from .exceptions import (Conflict, IllegalTransition, InvalidAudio, InvalidInput, NotFound,
+                         UploadTooLarge)
 from .models import AudioFile, Task
 from .selectors import audio_files_visible_to
 
@@ -33,10 +34,8 @@ def audio_file_create(*, owner: Any, upload: UploadedFile) -> AudioFile:
     """Probe an upload as audio and store it; on any problem nothing is kept."""
     limit = settings.AUDIO_MAX_UPLOAD_BYTES
     if upload.size is not None and upload.size > limit:
-        raise InvalidAudio(
-            f"The file is {upload.size} bytes; the limit is {limit} bytes.",
-            field="file", code="too_large",
-        )
+        raise UploadTooLarge(
+            f"The file is {upload.size} bytes; the limit is {limit} bytes.", field="file")
     if not upload.size:
         raise InvalidAudio("The file is empty.", field="file", code="empty")
     suffix = os.path.splitext(upload.name or "")[1][:8]

@@ -135,7 +135,7 @@ def spawn_daphne(tmp: Path, env: dict, name: str) -> tuple[subprocess.Popen, str
     port = free_port()
     log = open(tmp / f"{name}.log", "wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
+        [sys.executable, "-m", "project.server", "-b", "127.0.0.1", "-p", str(port),
          "project.asgi:application"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     base_url = f"http://127.0.0.1:{port}"

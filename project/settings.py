@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 from datetime import timedelta
 from pathlib import Path
 
@@ -32,10 +33,27 @@ def env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in env(name, default).split(",") if item.strip()]
 
 
-DEFAULT_SECRET_KEY = "dev-only-insecure-secret-key-change-me-in-production-0123456789"
+def stored_secret_key(path: Path) -> str:
+    """The key in `path`, made once with mode 600 if missing (so restarts keep tokens valid)."""
+    if not path.exists():
+        # Write a private temp file, then link it into place: when the server and the
+        # worker start together, exactly one key wins and nobody reads a half-written file.
+        key = secrets.token_urlsafe(50)
+        temp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(key)
+        try:
+            os.link(temp, path)
+        except FileExistsError:
+            pass
+        finally:
+            temp.unlink()
+    return path.read_text().strip()
+
+
 PRODUCTION = env_bool("DJANGO_PRODUCTION")
-SECRET_KEY = env("DJANGO_SECRET_KEY", DEFAULT_SECRET_KEY)
-if PRODUCTION and SECRET_KEY == DEFAULT_SECRET_KEY:
+if PRODUCTION and not env("DJANGO_SECRET_KEY"):
     raise ImproperlyConfigured("DJANGO_PRODUCTION is set: DJANGO_SECRET_KEY must be set too.")
 DEBUG = env_bool("DJANGO_DEBUG") and not PRODUCTION
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
@@ -91,6 +109,8 @@ TEMPLATES = [
 # Embedded default: one SQLite file under var/. DATABASE_URL switches to PostgreSQL.
 DATA_DIR = Path(env("DATA_DIR", str(BASE_DIR / "var")))
 DATA_DIR.mkdir(parents=True, exist_ok=True)
+# No key is ever written in the code: without DJANGO_SECRET_KEY a random one is kept in DATA_DIR.
+SECRET_KEY = env("DJANGO_SECRET_KEY") or stored_secret_key(DATA_DIR / "secret_key")
 DATABASES = {
     "default": dj_database_url.parse(
         env("DATABASE_URL", f"sqlite:///{DATA_DIR / 'db.sqlite3'}"),

@@ -27,6 +27,6 @@ USER app
 VOLUME ["/data"]
 EXPOSE 8000
 # The embedded default: migrate, demo user, Daphne and one worker. For the scaled shape run
-# the same image with `daphne -b 0.0.0.0 -p 8000 project.asgi:application` or
+# the same image with `python -m project.server -b 0.0.0.0 -p 8000 project.asgi:application` or
 # `python manage.py db_worker --queue-name '*'` as the command.
 CMD ["python", "manage.py", "serve", "--host", "0.0.0.0"]

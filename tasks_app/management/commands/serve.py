@@ -142,7 +142,7 @@ class Command(BaseCommand):
 
         libc = _libc()
         children = [start_child("daphne", [
-            sys.executable, "-m", "daphne", "-b", host, "-p", str(port),
+            sys.executable, "-m", "project.server", "-b", host, "-p", str(port),
             "project.asgi:application"], libc)]
         worker_ids: list[str] = []
         if not no_worker:

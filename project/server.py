@@ -52,6 +52,7 @@ def too_large_response(limit: int) -> bytes:
         "Cache-Control: no-store\r\n"
         "X-Content-Type-Options: nosniff\r\n"
         "X-Frame-Options: DENY\r\n"
+        "Content-Security-Policy: default-src 'none'; frame-ancestors 'none'\r\n"
         "Connection: close\r\n\r\n"
     )
     return head.encode("ascii") + body

@@ -79,6 +79,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, so it sees every response last: no-store on the API, CSP, Retry-After on 429.
+    "project.middleware.ResponseHeadersMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -87,6 +89,13 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+
+# SecurityMiddleware and XFrameOptionsMiddleware send these on every response (Django's defaults,
+# spelled out because the API promises them).
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+# Seconds a client is told to wait (Retry-After) on a 429 whose view did not say.
+RETRY_AFTER_SECONDS = env_int("RETRY_AFTER_SECONDS", 5)
 
 ROOT_URLCONF = "project.urls"
 ASGI_APPLICATION = "project.asgi.application"

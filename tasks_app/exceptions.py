@@ -29,6 +29,13 @@ class InvalidAudio(DomainError):
     default_detail = "The file is not usable audio."
 
 
+class AudioTooLong(InvalidAudio):
+    """The audio would decode to more than the duration or sample limits allow."""
+
+    default_code = "too_long"
+    default_detail = "The audio is longer than the limit."
+
+
 class UploadTooLarge(DomainError):
     """A request body or uploaded file is larger than the upload limit."""
 

@@ -100,6 +100,15 @@ class InternalError(DomainError):
     default_detail = "The stream could not be opened because of a server error."
 
 
+class TaskCrashed(DomainError):
+    """A job failed for a reason of ours, not of the audio; the details go to the log only."""
+
+    status_code = 500
+    default_code = "internal_error"
+    default_detail = ("The task failed because of an internal error; it was logged and can be "
+                      "retried.")
+
+
 class NotReady(DomainError):
     """The task has not completed, so its artifacts do not exist yet."""
 

@@ -19,6 +19,7 @@ from . import services
 from .audio.errors import AudioError, Cancelled
 from .audio.progress import EtaEstimator
 from .audio.registry import get_processor
+from .exceptions import TaskCrashed
 from .models import Task
 
 logger = logging.getLogger(__name__)
@@ -135,9 +136,9 @@ def process(task_row: Task) -> None:
     except AudioError as exc:
         services.task_fail(task_id=task_id, error=str(exc))
         return
-    except Exception as exc:  # noqa: BLE001 - any failure must end the task, not strand it
+    except Exception:  # noqa: BLE001 - any failure must end the task, not strand it
         logger.exception("Task %s failed", task_id)
-        services.task_fail(task_id=task_id, error=f"{type(exc).__name__}: {exc}")
+        services.task_fail(task_id=task_id, error=TaskCrashed.default_detail)
         return
     if services.task_complete(task_id=task_id, result=result) is None:
         logger.info("Task %s was cancelled before it could complete", task_id)

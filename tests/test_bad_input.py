@@ -52,6 +52,33 @@ def test_multipart_without_boundary_is_json_400(auth_client, user, path):
     assert_error(response, 400, "body")
 
 
+@pytest.mark.parametrize("value", ["0", "-1", "abc", "101", "1.5", "²", ""])
+@pytest.mark.parametrize("path", ["/api/v1/audio/", "/api/v1/tasks/"])
+def test_invalid_page_size_is_400(auth_client, user, path, value):
+    response = auth_client(user).get(path, {"page_size": value})
+    assert_error(response, 400, "page_size")
+
+
+def test_valid_page_size_is_used(auth_client, user, make_task):
+    make_task(user), make_task(user)
+    body = auth_client(user).get("/api/v1/tasks/", {"page_size": "1"}).json()
+    assert body["count"] == 2 and len(body["results"]) == 1
+
+
+def test_page_past_the_last_is_json_404(auth_client, user):
+    assert_error(auth_client(user).get("/api/v1/tasks/", {"page": "9"}), 404)
+
+
+@pytest.mark.parametrize("format", ["json", "multipart"])
+def test_blank_ticket_task_id_means_the_all_tasks_stream_in_json_and_form(
+    auth_client, user, format
+):
+    response = auth_client(user).post("/api/v1/auth/stream-ticket/", {"task_id": ""},
+                                      format=format)
+    assert response.status_code == 201, response.content
+    assert response.json()["task_id"] == ""
+
+
 # ------------------------------------------------------------------ SSE (live service)
 
 
@@ -99,3 +126,18 @@ def test_stream_endpoints_refuse_other_methods(service, task_id, which, method):
         response = client.request(method, url)
     assert_error(response, 405)
     assert "GET" in response.headers["allow"]
+
+
+@pytest.mark.parametrize("path,status", [("/api/v1/audio/", 400),
+                                         ("/api/v1/auth/stream-ticket/", 201)])
+def test_empty_multipart_body_is_answered_by_the_api_with_json(service, path, status):
+    # Plain Daphne's Twisted parsed multipart bodies itself and answered an empty one with a
+    # bare 400; now the API sees it as an empty form (no `file`; no `task_id`: all tasks).
+    with service.client(service.token("alice"), timeout=10) as client:
+        response = client.post(path, content=b"", headers={
+            "Content-Type": "multipart/form-data; boundary=xyz"})
+    assert response.status_code == status, response.content
+    if status == 400:
+        assert response.json()["error"]["field"] == "file"
+    else:
+        assert response.json()["task_id"] == ""

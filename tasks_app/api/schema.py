@@ -12,7 +12,7 @@ from rest_framework_simplejwt.authentication import JWTAuthentication
 
 from ..sse import TOKEN_COOKIE
 from .progress import TaskProgressSerializer
-from .serializers import ErrorSerializer
+from .serializers import ErrorSerializer, StreamErrorSerializer
 
 SSE_TAG = "SSE"
 BEARER = "bearerAuth"
@@ -26,11 +26,20 @@ A `text/event-stream`. Event types:
   each with an `id:`.
 - `complete`: data is the final TaskProgress (`state` tells success from failure, `error` is set
   on failure). Sent once the task reaches a terminal state; the server then ends the response.
+- `error`: data is a StreamError `{"code", "message"}`, the last event before the server ends the
+  response for another reason: `deleted` (the task or its audio file was deleted; a reconnect
+  gets 404) or `unauthenticated` (the token expired or the user was deactivated; reconnect with
+  fresh credentials and `Last-Event-ID`).
 - Comment lines (`: keep-alive`) at least every 20 s keep proxies and client heartbeats happy.
 
 Reconnect with `Last-Event-ID` (header) or `lastEventId` (query) to receive every missed event.
-Responses carry `Cache-Control: no-cache` and `X-Accel-Buffering: no`.
+Responses carry `Cache-Control: no-cache` and `X-Accel-Buffering: no`. The body is the event
+stream itself (`event:`, `id:`, `data:` lines); `x-sse-events` maps each event type to the schema
+of its `data`.
 """
+
+# Event type -> component of its `data` (JSON).
+EVENT_DATA = {"progress": "TaskProgress", "complete": "TaskProgress", "error": "StreamError"}
 
 ERRORS = {
     "401": "Missing, invalid or expired token, cookie or ticket.",
@@ -90,7 +99,10 @@ def _operation(per_task: bool) -> dict[str, Any]:
             "200": {
                 "description": EVENTS_TEXT,
                 "content": {"text/event-stream": {
-                    "schema": {"$ref": "#/components/schemas/TaskProgress"}}},
+                    "schema": {"type": "string", "description": "Server-Sent Events."},
+                    "x-sse-events": {event: {"$ref": f"#/components/schemas/{name}"}
+                                     for event, name in EVENT_DATA.items()},
+                }},
             },
             "204": {"description": "The client already received `complete`: stop reconnecting."},
             **{code: {"description": text, "content": error} for code, text in ERRORS.items()},
@@ -115,7 +127,7 @@ def add_sse_endpoints(result: dict[str, Any], generator: Any, **kwargs: Any) -> 
     """Postprocessing hook: document the SSE routes, which live outside Django's URLconf."""
     # Components go through the registry: the enum hook rebuilds `components` from it.
     # The REST endpoints normally registered the schemas already; then this is a no-op.
-    for serializer in (TaskProgressSerializer, ErrorSerializer):
+    for serializer in (TaskProgressSerializer, ErrorSerializer, StreamErrorSerializer):
         _register(generator, serializer)
     for name, (identity, scheme) in SECURITY_SCHEMES.items():
         generator.registry.register_on_missing(ResolvedComponent(

@@ -39,10 +39,22 @@ class ErrorDetailSerializer(serializers.Serializer):
 
 
 class ErrorSerializer(serializers.Serializer):
-    """The body of every 4xx response."""
+    """The body of every error response, from the REST API and the streams alike."""
 
     error = ErrorDetailSerializer()
-    detail = serializers.CharField(help_text="The message again, for DRF-style clients.")
+    detail = serializers.CharField(required=False, help_text=(
+        "The message again, for DRF-style clients (REST responses only)."))
+
+
+class StreamErrorSerializer(serializers.Serializer):
+    """Data of the SSE `error` event, the stream's last event before it ends."""
+
+    code = serializers.ChoiceField(choices=[
+        ("deleted", "The task or its audio file was deleted; a reconnect gets 404."),
+        ("unauthenticated", "The token expired or the user was deactivated or deleted; "
+                            "reconnect with fresh credentials and Last-Event-ID."),
+    ], help_text="`deleted` or `unauthenticated`.")
+    message = serializers.CharField(help_text="A readable sentence.")
 
 
 class AudioFileSerializer(serializers.ModelSerializer):
@@ -155,8 +167,10 @@ class TaskListQuerySerializer(serializers.Serializer):
 class StreamTicketRequestSerializer(StrictSerializer):
     """Input of `POST auth/stream-ticket/`: the task to stream, or none for all tasks."""
 
-    task_id = serializers.CharField(required=False, help_text=(
-        "The task whose stream the ticket opens; omit for `GET sse/tasks/progress`."))
+    # Blank means omitted, the same whether it comes as form data or as JSON.
+    task_id = serializers.CharField(required=False, allow_blank=True, help_text=(
+        "The task whose stream the ticket opens; omit (or leave blank) for "
+        "`GET sse/tasks/progress`."))
 
 
 class StreamTicketSerializer(serializers.Serializer):

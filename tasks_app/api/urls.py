@@ -1,10 +1,10 @@
 """Routes under /api/v1/ (the SSE streams are routed by Channels in project/asgi.py)."""
 
 from django.urls import path
-from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView, TokenVerifyView
 
 from . import schema  # noqa: F401 - registers the bearerAuth OpenAPI extension
 from .routers import ApiRouter
+from .tokens import TokenObtainPairView, TokenRefreshView, TokenVerifyView
 from .views import AudioFileViewSet, StreamCookieView, StreamTicketView, TaskViewSet
 
 router = ApiRouter(trailing_slash=True)

@@ -195,12 +195,16 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "Audio tasks API",
     "DESCRIPTION": "Upload audio, run processing tasks and watch their progress live over SSE.",
     "VERSION": "1.0.0",
+    # 3.1 (JSON Schema 2020-12): the SSE event schema types each event's JSON `data` with
+    # contentMediaType / contentSchema, which 3.0 does not allow.
+    "OAS_VERSION": "3.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
     "POSTPROCESSING_HOOKS": [
         # SSE first, so the enum hook also sees the components it adds.
         "tasks_app.api.schema.add_sse_endpoints",
+        "tasks_app.api.schema.forbid_unknown_fields",
         "drf_spectacular.hooks.postprocess_schema_enums",
     ],
 }

@@ -42,7 +42,13 @@ def test_sse_endpoints_are_documented_under_tag_sse(schema, path):
     assert operation["tags"] == ["SSE"]
     ok = operation["responses"]["200"]
     stream = ok["content"]["text/event-stream"]
-    assert stream["schema"]["type"] == "string"
+    event = stream["schema"]
+    assert event["required"] == ["event", "data"]
+    assert set(event["properties"]["event"]["enum"]) == {"progress", "complete", "error"}
+    payloads = {tuple(v["properties"]["event"]["enum"]): v["properties"]["data"]["contentSchema"]
+                for v in event["oneOf"]}
+    assert payloads == {("progress", "complete"): {"$ref": "#/components/schemas/TaskProgress"},
+                        ("error",): {"$ref": "#/components/schemas/StreamError"}}
     assert stream["x-sse-events"] == {
         "progress": {"$ref": "#/components/schemas/TaskProgress"},
         "complete": {"$ref": "#/components/schemas/TaskProgress"},

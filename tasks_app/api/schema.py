@@ -12,7 +12,7 @@ from rest_framework_simplejwt.authentication import JWTAuthentication
 
 from ..sse import TOKEN_COOKIE
 from .progress import TaskProgressSerializer
-from .serializers import ErrorSerializer, StreamErrorSerializer
+from .serializers import ErrorSerializer, StreamErrorSerializer, StrictSerializer
 
 SSE_TAG = "SSE"
 BEARER = "bearerAuth"
@@ -99,7 +99,7 @@ def _operation(per_task: bool) -> dict[str, Any]:
             "200": {
                 "description": EVENTS_TEXT,
                 "content": {"text/event-stream": {
-                    "schema": {"type": "string", "description": "Server-Sent Events."},
+                    "schema": event_schema(),
                     "x-sse-events": {event: {"$ref": f"#/components/schemas/{name}"}
                                      for event, name in EVENT_DATA.items()},
                 }},
@@ -107,6 +107,35 @@ def _operation(per_task: bool) -> dict[str, Any]:
             "204": {"description": "The client already received `complete`: stop reconnecting."},
             **{code: {"description": text, "content": error} for code, text in ERRORS.items()},
         },
+    }
+
+
+def event_schema() -> dict[str, Any]:
+    """One event of the stream (`event`, `id`, `data`), its `data` JSON typed by event type.
+
+    Before Open API 3.2 a `text/event-stream` schema describes each event; `data` is a string
+    whose JSON the `contentMediaType` / `contentSchema` keywords describe.
+    """
+    def variant(events: list[str], component: str) -> dict[str, Any]:
+        return {"properties": {
+            "event": {"type": "string", "enum": events},
+            "data": {"type": "string", "contentMediaType": "application/json",
+                     "contentSchema": {"$ref": f"#/components/schemas/{component}"}},
+        }}
+
+    by_component: dict[str, list[str]] = {}
+    for event, component in EVENT_DATA.items():
+        by_component.setdefault(component, []).append(event)
+    return {
+        "type": "object",
+        "description": "One Server-Sent Event; see `x-sse-events` for the data of each type.",
+        "required": ["event", "data"],
+        "properties": {
+            "event": {"type": "string", "enum": list(EVENT_DATA)},
+            "id": {"type": "string", "description": "Present on every stored event."},
+            "data": {"type": "string", "description": "JSON."},
+        },
+        "oneOf": [variant(events, component) for component, events in by_component.items()],
     }
 
 
@@ -143,3 +172,17 @@ def add_sse_endpoints(result: dict[str, Any], generator: Any, **kwargs: Any) -> 
     if not any(tag.get("name") == SSE_TAG for tag in tags):
         tags.append({"name": SSE_TAG, "description": "Live task progress (Server-Sent Events)."})
     return result
+
+
+def forbid_unknown_fields(result: dict[str, Any], generator: Any, **kwargs: Any) -> dict[str, Any]:
+    """Postprocessing hook: request bodies of strict serializers allow no other properties."""
+    schemas = result.get("components", {}).get("schemas", {})
+    for serializer in _subclasses(StrictSerializer):
+        name = serializer.__name__.removesuffix("Serializer") + "Request"
+        if name in schemas:
+            schemas[name]["additionalProperties"] = False
+    return result
+
+
+def _subclasses(cls: type) -> list[type]:
+    return [sub for direct in cls.__subclasses__() for sub in (direct, *_subclasses(direct))]

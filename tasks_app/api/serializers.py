@@ -163,6 +163,13 @@ class TaskListQuerySerializer(serializers.Serializer):
     state = serializers.ChoiceField(choices=Task.State.choices, required=False,
                                     help_text="Only tasks in this state.")
 
+    def to_internal_value(self, data: Any) -> Any:
+        """Refuse `?state=`: DRF would drop a blank query value as if it were absent."""
+        if data.get("state") == "":
+            raise serializers.ValidationError(
+                {"state": [serializers.ErrorDetail("This field may not be blank.", code="blank")]})
+        return super().to_internal_value(data)
+
 
 class StreamTicketRequestSerializer(StrictSerializer):
     """Input of `POST auth/stream-ticket/`: the task to stream, or none for all tasks."""

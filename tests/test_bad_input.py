@@ -76,7 +76,7 @@ def test_blank_ticket_task_id_means_the_all_tasks_stream_in_json_and_form(
     response = auth_client(user).post("/api/v1/auth/stream-ticket/", {"task_id": ""},
                                       format=format)
     assert response.status_code == 201, response.content
-    assert response.json()["task_id"] == ""
+    assert response.json()["task_id"] is None
 
 
 # ------------------------------------------------------------------ SSE (live service)
@@ -140,4 +140,4 @@ def test_empty_multipart_body_is_answered_by_the_api_with_json(service, path, st
     if status == 400:
         assert response.json()["error"]["field"] == "file"
     else:
-        assert response.json()["task_id"] == ""
+        assert response.json()["task_id"] is None

@@ -175,8 +175,16 @@ def add_sse_endpoints(result: dict[str, Any], generator: Any, **kwargs: Any) -> 
 
 
 def forbid_unknown_fields(result: dict[str, Any], generator: Any, **kwargs: Any) -> dict[str, Any]:
-    """Postprocessing hook: request bodies of strict serializers allow no other properties."""
+    """Postprocessing hook: request bodies of strict serializers allow no other properties.
+
+    Also turns drf-spectacular's `oneOf: [{}, {"type": "null"}]` for a nullable JSONField,
+    which no value satisfies once (null matches both), into "any value".
+    """
     schemas = result.get("components", {}).get("schemas", {})
+    for schema in schemas.values():
+        for prop in schema.get("properties", {}).values():
+            if {} in prop.get("oneOf", []):
+                del prop["oneOf"]
     for serializer in _subclasses(StrictSerializer):
         name = serializer.__name__.removesuffix("Serializer") + "Request"
         if name in schemas:

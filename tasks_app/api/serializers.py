@@ -184,8 +184,13 @@ class StreamTicketSerializer(serializers.Serializer):
     """A single-use stream ticket: pass it as `?ticket=` to the SSE endpoint it was made for."""
 
     ticket = serializers.CharField(source="key")
-    task_id = serializers.CharField(allow_blank=True)
+    task_id = serializers.SerializerMethodField()
     expires_at = serializers.DateTimeField()
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_task_id(self, ticket: Any) -> str | None:
+        """The task whose stream the ticket opens; null for the all-tasks stream."""
+        return ticket.task_id or None
 
 
 def kind_choices() -> list[tuple[str, str]]:

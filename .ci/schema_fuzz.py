@@ -25,13 +25,13 @@ if str(REPO) not in sys.path:
 from tests import live_server  # noqa: E402
 
 # Streams answer until their task ends (the all-tasks stream never does): a bounded read.
-STREAM_TIMEOUT_SECONDS = 3
+STREAM_TIMEOUT_SECONDS = 1
 
 
 def main() -> int:
     """Start the service, run schemathesis against it, stop it; return schemathesis' status."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--max-examples", type=int, default=40,
+    parser.add_argument("--max-examples", type=int, default=60,
                         help="examples per operation in the fuzzing phase")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("extra", nargs="*", help="more schemathesis arguments (after --)")

@@ -205,6 +205,7 @@ SPECTACULAR_SETTINGS = {
         # SSE first, so the enum hook also sees the components it adds.
         "tasks_app.api.schema.add_sse_endpoints",
         "tasks_app.api.schema.forbid_unknown_fields",
+        "tasks_app.api.schema.add_links",
         "drf_spectacular.hooks.postprocess_schema_enums",
     ],
 }

@@ -135,3 +135,17 @@ def test_root_redirects_to_docs(api_client):
     response = api_client.get("/")
     assert response.status_code == 302
     assert response["Location"] == "/docs"
+
+
+def test_creates_link_to_the_operations_on_what_they_created(schema):
+    task_links = schema["paths"]["/api/v1/tasks/"]["post"]["responses"]["201"]["links"]
+    assert {"tasks_retrieve", "tasks_cancel_create", "tasks_retry_create", "tasks_destroy",
+            "sse_task_progress"} <= set(task_links)
+    assert task_links["tasks_retrieve"]["parameters"] == {"task_id": "$response.body#/id"}
+    audio_links = schema["paths"]["/api/v1/audio/"]["post"]["responses"]["201"]["links"]
+    assert set(audio_links) == {"audio_retrieve", "audio_destroy"}
+
+
+def test_strict_request_bodies_forbid_unknown_fields(schema):
+    for name in ("AudioUploadRequest", "TaskCreateRequest", "StreamTicketRequestRequest"):
+        assert schema["components"]["schemas"][name]["additionalProperties"] is False

@@ -194,3 +194,31 @@ def forbid_unknown_fields(result: dict[str, Any], generator: Any, **kwargs: Any)
 
 def _subclasses(cls: type) -> list[type]:
     return [sub for direct in cls.__subclasses__() for sub in (direct, *_subclasses(direct))]
+
+
+# Creating POST -> (response body field, the path parameter it fills, paths that take it).
+LINK_SOURCES = {
+    "/api/v1/tasks/": ("id", "task_id", "/api/v1/"),  # the REST task paths and its stream
+    "/api/v1/audio/": ("id", "id", "/api/v1/audio/"),
+}
+
+
+def add_links(result: dict[str, Any], generator: Any, **kwargs: Any) -> dict[str, Any]:
+    """Postprocessing hook: link each create's `201` to the operations on what it created."""
+    paths = result.get("paths", {})
+    for source, (field, parameter, prefix) in LINK_SOURCES.items():
+        created = paths.get(source, {}).get("post", {}).get("responses", {}).get("201")
+        if created is None:
+            continue
+        links = created.setdefault("links", {})
+        for path, operations in paths.items():
+            if not path.startswith(prefix) or f"{{{parameter}}}" not in path:
+                continue
+            for operation in operations.values():
+                operation_id = operation["operationId"]
+                links[operation_id] = {
+                    "operationId": operation_id,
+                    "parameters": {parameter: f"$response.body#/{field}"},
+                    "description": f"`{field}` of the created object is `{parameter}` here.",
+                }
+    return result

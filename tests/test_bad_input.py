@@ -65,8 +65,16 @@ def test_valid_page_size_is_used(auth_client, user, make_task):
     assert body["count"] == 2 and len(body["results"]) == 1
 
 
-def test_page_past_the_last_is_json_404(auth_client, user):
-    assert_error(auth_client(user).get("/api/v1/tasks/", {"page": "9"}), 404)
+@pytest.mark.parametrize("query", ["page=9", "page=", "page=x", "page=1&page=2", "page=²"])
+def test_a_page_that_does_not_exist_is_json_404(auth_client, user, query):
+    assert_error(auth_client(user).get(f"/api/v1/tasks/?{query}"), 404)
+
+
+@pytest.mark.parametrize("query", ["state=", "state=failed&state=completed",
+                                   "page_size=5&page_size=6"])
+def test_blank_or_repeated_list_parameters_are_400(auth_client, user, query):
+    assert_error(auth_client(user).get(f"/api/v1/tasks/?{query}"), 400,
+                 query.split("=")[0])
 
 
 @pytest.mark.parametrize("format", ["json", "multipart"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.request import Request
 
@@ -17,14 +17,26 @@ class StandardPagination(PageNumberPagination):
     max_page_size = 100
 
     def get_page_size(self, request: Request) -> int:
-        """The requested page size; anything but a whole number in range is a 400."""
-        raw = request.query_params.get(self.page_size_query_param)
-        if raw is None:
+        """The requested page size; anything but one whole number in range is a 400."""
+        values = request.query_params.getlist(self.page_size_query_param)
+        if not values:
             return self.page_size
-        if not re.fullmatch(r"[0-9]{1,6}", raw) or not 1 <= int(raw) <= self.max_page_size:
+        raw = values[0]
+        if (len(values) > 1 or not re.fullmatch(r"[0-9]{1,6}", raw)
+                or not 1 <= int(raw) <= self.max_page_size):
             raise ValidationError({self.page_size_query_param: [
                 f"Must be a whole number from 1 to {self.max_page_size}."]})
         return int(raw)
+
+    def get_page_number(self, request: Request, paginator: Any) -> str | int:
+        """The requested page; a blank, repeated or non-numeric `page` is a 404 (no such page)."""
+        values = request.query_params.getlist(self.page_query_param)
+        if not values:
+            return 1
+        if len(values) > 1 or not (re.fullmatch(r"[0-9]{1,9}", values[0])
+                                   or values[0] in self.last_page_strings):
+            raise NotFound("Invalid page.")
+        return values[0]
 
     def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
         """DRF's parameters, with the page size's range stated."""

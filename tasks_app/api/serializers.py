@@ -164,8 +164,12 @@ class TaskListQuerySerializer(serializers.Serializer):
                                     help_text="Only tasks in this state.")
 
     def to_internal_value(self, data: Any) -> Any:
-        """Refuse `?state=`: DRF would drop a blank query value as if it were absent."""
-        if data.get("state") == "":
+        """Refuse `?state=` and a repeated `state`, which DRF would drop or cut to one."""
+        values = data.getlist("state") if hasattr(data, "getlist") else [data.get("state")]
+        if len(values) > 1:
+            raise serializers.ValidationError(
+                {"state": [serializers.ErrorDetail("Give one state.", code="repeated")]})
+        if values and values[0] == "":
             raise serializers.ValidationError(
                 {"state": [serializers.ErrorDetail("This field may not be blank.", code="blank")]})
         return super().to_internal_value(data)

@@ -11,6 +11,8 @@ application sees anything:
   one synchronous loop, so the body sits in memory until Django has copied it out.
 - Twisted calls the application only once the whole body has arrived, so a size limit in Django
   (or in ASGI middleware) comes after the body was received.
+- A chunked body reaches the application without `Content-Length`, and Django and DRF then
+  read no body at all: a chunked upload was a "no file" 400.
 
 Here the request refuses a body over `REQUEST_BODY_MAX_BYTES` with `413` as soon as its
 `Content-Length` (or, for chunked bodies, the bytes received so far) passes the limit; Twisted's
@@ -87,8 +89,14 @@ class BoundedWebRequest(WebRequest):
 
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
         """Hand the request to the application, unless it was refused already."""
-        if not self.refused:
-            super().requestReceived(command, path, version)
+        if self.refused:
+            return
+        if self.requestHeaders.hasHeader(b"transfer-encoding"):
+            # The body is here, de-chunked: say how long it is, as for any other request.
+            # Django and DRF read no body from a request without Content-Length.
+            self.requestHeaders.removeHeader(b"transfer-encoding")
+            self.requestHeaders.setRawHeaders(b"content-length", [b"%d" % self.body_received])
+        super().requestReceived(command, path, version)
 
     def refuse(self) -> None:
         """Answer `413` and close the connection without reading the rest of the body."""

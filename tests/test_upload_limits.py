@@ -74,3 +74,10 @@ def test_a_200_mb_upload_raises_server_memory_by_less_than_64_mb(default_limit):
     assert result.status == 201, result.body[:300]
     assert json.loads(result.body)["size"] == 200 * MB + 44
     assert peak - before < 64 * 2**20, f"peak RSS rose by {(peak - before) / 2**20:.0f} MiB"
+
+
+def test_a_chunked_upload_under_the_limit_is_accepted(default_limit):
+    result = upload_silence(default_limit.base_url, default_limit.token("alice"), 2 * MB,
+                            chunked=True)
+    assert result.status == 201, result.body[:300]
+    assert json.loads(result.body)["size"] == 2 * MB + 44

@@ -25,7 +25,7 @@ from rest_framework_simplejwt.authentication import JWTAuthentication
 
 from .. import selectors, services, tickets
 from ..audio.encode import MEDIA_TYPES
-from ..exceptions import NotFound
+from ..exceptions import InvalidInput, NotFound
 from ..models import AudioFile, Task
 from ..sse import TOKEN_COOKIE
 from .exceptions import error_body
@@ -36,6 +36,7 @@ from .serializers import (AudioFileSerializer, AudioUploadSerializer, ErrorSeria
                           WaveformSerializer)
 
 SSE_COOKIE_PATH = "/api/v1/sse/"
+FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 
 ERROR_TEXT = {
     400: "Bad input; `error.field` names the field and `error.message` the reason.",
@@ -320,6 +321,10 @@ class StreamTicketView(APIView):
     )
     def post(self, request: Request) -> Response:
         """Issue a ticket for a task the caller may read, or for the caller's own stream."""
+        if not request.data and request.content_type.startswith(FORM_TYPES):
+            # An empty form is no request at all (JSON `{}` is the way to ask for all tasks).
+            raise InvalidInput("The form is empty: send `task_id`, or JSON `{}` for the "
+                               "all-tasks stream.", field="body", code="empty")
         data = StreamTicketRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         task_id = data.validated_data.get("task_id")

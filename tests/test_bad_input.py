@@ -77,14 +77,22 @@ def test_blank_or_repeated_list_parameters_are_400(auth_client, user, query):
                  query.split("=")[0])
 
 
-@pytest.mark.parametrize("format", ["json", "multipart"])
-def test_blank_ticket_task_id_means_the_all_tasks_stream_in_json_and_form(
-    auth_client, user, format
-):
+def test_blank_ticket_task_id_means_the_all_tasks_stream(auth_client, user):
     response = auth_client(user).post("/api/v1/auth/stream-ticket/", {"task_id": ""},
-                                      format=format)
+                                      format="json")
     assert response.status_code == 201, response.content
     assert response.json()["task_id"] is None
+
+
+@pytest.mark.parametrize("format", ["multipart", "json-less"])
+def test_ticket_requests_are_json_only(auth_client, user, format):
+    client = auth_client(user)
+    if format == "multipart":
+        response = client.post("/api/v1/auth/stream-ticket/", {"task_id": ""}, format=format)
+    else:
+        response = client.generic("POST", "/api/v1/auth/stream-ticket/", b"task_id=",
+                                  content_type="application/x-www-form-urlencoded")
+    assert_error(response, 415)
 
 
 # ------------------------------------------------------------------ SSE (live service)
@@ -136,13 +144,13 @@ def test_stream_endpoints_refuse_other_methods(service, task_id, which, method):
     assert "GET" in response.headers["allow"]
 
 
-@pytest.mark.parametrize("path,field", [("/api/v1/audio/", "file"),
-                                        ("/api/v1/auth/stream-ticket/", "body")])
-def test_empty_multipart_body_is_json_400_from_the_live_server(service, path, field):
+@pytest.mark.parametrize("path,status", [("/api/v1/audio/", 400),
+                                         ("/api/v1/auth/stream-ticket/", 415)])
+def test_empty_multipart_body_is_a_json_error_from_the_live_server(service, path, status):
     # Plain Daphne's Twisted parsed multipart bodies itself and answered an empty one with a
-    # bare 400; now the API answers it: no `file`, or an empty ticket form.
+    # bare 400; now the API answers it: no `file` (400), or not JSON (415).
     with service.client(service.token("alice"), timeout=10) as client:
         response = client.post(path, content=b"", headers={
             "Content-Type": "multipart/form-data; boundary=xyz"})
-    assert response.status_code == 400, response.content
-    assert response.json()["error"]["field"] == field
+    assert response.status_code == status, response.content
+    assert response.json()["error"]["code"]

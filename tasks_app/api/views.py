@@ -25,10 +25,11 @@ from rest_framework_simplejwt.authentication import JWTAuthentication
 
 from .. import selectors, services, tickets
 from ..audio.encode import MEDIA_TYPES
-from ..exceptions import InvalidInput, NotFound
+from ..exceptions import NotFound
 from ..models import AudioFile, Task
 from ..sse import TOKEN_COOKIE
 from .exceptions import error_body
+from .parsers import JSONParser
 from .progress import TaskProgressSerializer, task_progress
 from .serializers import (AudioFileSerializer, AudioUploadSerializer, ErrorSerializer,
                           StreamTicketRequestSerializer, StreamTicketSerializer,
@@ -36,7 +37,6 @@ from .serializers import (AudioFileSerializer, AudioUploadSerializer, ErrorSeria
                           WaveformSerializer)
 
 SSE_COOKIE_PATH = "/api/v1/sse/"
-FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 
 ERROR_TEXT = {
     400: "Bad input; `error.field` names the field and `error.message` the reason.",
@@ -309,6 +309,10 @@ class StreamCookieView(APIView):
 class StreamTicketView(APIView):
     """Issue a short-lived, single-use ticket that opens one SSE stream without a header."""
 
+    # JSON only: `{}` asks for the all-tasks stream, which an empty form could not say apart
+    # from no form at all.
+    parser_classes = [JSONParser]
+
     @extend_schema(
         summary="Get a stream ticket",
         description=(
@@ -317,14 +321,10 @@ class StreamTicketView(APIView):
             "`task_id`, for the caller's all-tasks stream. Pass it as `?ticket=`."
         ),
         request=StreamTicketRequestSerializer, tags=["SSE"],
-        responses={201: StreamTicketSerializer, **errors(400, 401, 404)},
+        responses={201: StreamTicketSerializer, **errors(400, 401, 404, 415)},
     )
     def post(self, request: Request) -> Response:
         """Issue a ticket for a task the caller may read, or for the caller's own stream."""
-        if not request.data and request.content_type.startswith(FORM_TYPES):
-            # An empty form is no request at all (JSON `{}` is the way to ask for all tasks).
-            raise InvalidInput("The form is empty: send `task_id`, or JSON `{}` for the "
-                               "all-tasks stream.", field="body", code="empty")
         data = StreamTicketRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         task_id = data.validated_data.get("task_id")

@@ -102,6 +102,8 @@ class BoundedWebRequest(WebRequest):
         """Answer `413` and close the connection without reading the rest of the body."""
         self.refused = True
         self.content.close()
+        # Twisted would answer `Expect: 100-continue` right after this call: no invitation.
+        self.requestHeaders.removeHeader(b"expect")
         transport = self.channel.transport
         transport.write(too_large_response(self.body_limit))
         # loseConnection flushes the response first, then closes; reading stops now.

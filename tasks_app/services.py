@@ -17,8 +17,8 @@ from django.utils import timezone
 from .audio.errors import AudioError, OptionsError
 from .audio.probe import AudioInfo, probe
 from .audio.registry import get_processor, validate_options
-from .exceptions import (AudioTooLong, Conflict, IllegalTransition, InvalidAudio, InvalidInput, NotFound,
-                         UploadTooLarge)
+from .exceptions import (AudioTooLong, Conflict, IllegalTransition, InvalidAudio, InvalidInput,
+                         NotFound, UploadTooLarge)
 from .models import AudioFile, Task
 from .selectors import audio_files_visible_to
 
@@ -84,7 +84,8 @@ def check_decoded_work(info: AudioInfo) -> None:
         raise AudioTooLong(
             f"The audio holds {samples / 1e6:,.0f} million samples ({info.channels} channels × "
             f"{info.sample_rate} Hz × {format_duration(info.duration)}); the limit is "
-            f"{settings.AUDIO_MAX_SAMPLES / 1e6:,.0f} million.", field="file", code="too_many_samples")
+            f"{settings.AUDIO_MAX_SAMPLES / 1e6:,.0f} million.",
+            field="file", code="too_many_samples")
 
 
 def format_duration(seconds: float) -> str:

@@ -1,4 +1,4 @@
-"""No usable default secret: a random key kept in the data folder; keys in the repository sign nothing."""
+"""No default secret: a random key kept in DATA_DIR; strings in the repository sign nothing."""
 
 from __future__ import annotations
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -81,3 +82,16 @@ def test_a_chunked_upload_under_the_limit_is_accepted(default_limit):
                             chunked=True)
     assert result.status == 201, result.body[:300]
     assert json.loads(result.body)["size"] == 2 * MB + 44
+
+
+def test_expect_continue_over_the_limit_gets_only_the_413(small_limit):
+    host, port = small_limit.base_url.rsplit("/", 1)[1].split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(b"POST /api/v1/audio/ HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+                     b"Content-Type: multipart/form-data; boundary=b\r\n"
+                     b"Content-Length: 200000000\r\n\r\n")
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 413 ")
+    assert b"100 Continue" not in answer

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 from datetime import timedelta
 from pathlib import Path
 
@@ -33,10 +34,27 @@ def env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in env(name, default).split(",") if item.strip()]
 
 
-DEFAULT_SECRET_KEY = "dev-only-insecure-secret-key-change-me-in-production-0123456789"
+def stored_secret_key(path: Path) -> str:
+    """The key in `path`, made once with mode 600 if missing (so restarts keep tokens valid)."""
+    if not path.exists():
+        # Write a private temp file, then link it into place: when the server and the
+        # worker start together, exactly one key wins and nobody reads a half-written file.
+        key = secrets.token_urlsafe(50)
+        temp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(key)
+        try:
+            os.link(temp, path)
+        except FileExistsError:
+            pass
+        finally:
+            temp.unlink()
+    return path.read_text().strip()
+
+
 PRODUCTION = env_bool("DJANGO_PRODUCTION")
-SECRET_KEY = env("DJANGO_SECRET_KEY", DEFAULT_SECRET_KEY)
-if PRODUCTION and SECRET_KEY == DEFAULT_SECRET_KEY:
+if PRODUCTION and not env("DJANGO_SECRET_KEY"):
     raise ImproperlyConfigured("DJANGO_PRODUCTION is set: DJANGO_SECRET_KEY must be set too.")
 DEBUG = env_bool("DJANGO_DEBUG") and not PRODUCTION
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
@@ -63,6 +81,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, so it sees every response last: no-store on the API, CSP, Retry-After on 429.
+    "project.middleware.ResponseHeadersMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "corsheaders.middleware.CorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -72,6 +92,13 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+
+# SecurityMiddleware and XFrameOptionsMiddleware send these on every response (Django's defaults,
+# spelled out because the API promises them).
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+# Seconds a client is told to wait (Retry-After) on a 429 whose view did not say.
+RETRY_AFTER_SECONDS = env_int("RETRY_AFTER_SECONDS", 5)
 
 ROOT_URLCONF = "project.urls"
 ASGI_APPLICATION = "project.asgi.application"
@@ -94,6 +121,8 @@ TEMPLATES = [
 # Embedded default: one SQLite file under var/. DATABASE_URL switches to PostgreSQL.
 DATA_DIR = Path(env("DATA_DIR", str(BASE_DIR / "var")))
 DATA_DIR.mkdir(parents=True, exist_ok=True)
+# No key is ever written in the code: without DJANGO_SECRET_KEY a random one is kept in DATA_DIR.
+SECRET_KEY = env("DJANGO_SECRET_KEY") or stored_secret_key(DATA_DIR / "secret_key")
 DATABASES = {
     "default": dj_database_url.parse(
         env("DATABASE_URL", f"sqlite:///{DATA_DIR / 'db.sqlite3'}"),
@@ -126,6 +155,12 @@ MEDIA_ROOT = Path(env("MEDIA_ROOT", str(DATA_DIR / "media")))
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUDIO_MAX_UPLOAD_BYTES = env_int("AUDIO_MAX_UPLOAD_MB", 500) * 1024 * 1024
+# The server (project/server.py) answers 413 to any request body past this, while it arrives;
+# the margin is room for the multipart headers around the file.
+REQUEST_BODY_MAX_BYTES = AUDIO_MAX_UPLOAD_BYTES + 64 * 1024
+# Bounds on decoded work, checked at upload: a small file can decode to hours of samples.
+AUDIO_MAX_DURATION_SECONDS = float(env("AUDIO_MAX_DURATION_SECONDS", str(6 * 3600)))
+AUDIO_MAX_SAMPLES = env_int("AUDIO_MAX_SAMPLES", 1_000_000_000)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 
@@ -163,12 +198,17 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "Audio tasks API",
     "DESCRIPTION": "Upload audio, run processing tasks and watch their progress live over SSE.",
     "VERSION": "1.0.0",
+    # 3.1 (JSON Schema 2020-12): the SSE event schema types each event's JSON `data` with
+    # contentMediaType / contentSchema, which 3.0 does not allow.
+    "OAS_VERSION": "3.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
     "POSTPROCESSING_HOOKS": [
         # SSE first, so the enum hook also sees the components it adds.
         "tasks_app.api.schema.add_sse_endpoints",
+        "tasks_app.api.schema.forbid_unknown_fields",
+        "tasks_app.api.schema.add_links",
         "drf_spectacular.hooks.postprocess_schema_enums",
     ],
 }

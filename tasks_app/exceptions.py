@@ -29,6 +29,21 @@ class InvalidAudio(DomainError):
     default_detail = "The file is not usable audio."
 
 
+class AudioTooLong(InvalidAudio):
+    """The audio would decode to more than the duration or sample limits allow."""
+
+    default_code = "too_long"
+    default_detail = "The audio is longer than the limit."
+
+
+class UploadTooLarge(DomainError):
+    """A request body or uploaded file is larger than the upload limit."""
+
+    status_code = 413
+    default_code = "too_large"
+    default_detail = "The upload is larger than the limit."
+
+
 class Unauthenticated(DomainError):
     """Missing, invalid or expired credentials (on a stream, where DRF does not answer)."""
 
@@ -83,6 +98,15 @@ class InternalError(DomainError):
     status_code = 500
     default_code = "internal_error"
     default_detail = "The stream could not be opened because of a server error."
+
+
+class TaskCrashed(DomainError):
+    """A job failed for a reason of ours, not of the audio; the details go to the log only."""
+
+    status_code = 500
+    default_code = "internal_error"
+    default_detail = ("The task failed because of an internal error; it was logged and can be "
+                      "retried.")
 
 
 class NotReady(DomainError):

@@ -22,6 +22,7 @@ from . import services
 from .audio.errors import AudioError, Cancelled, OptionsError
 from .audio.progress import EtaEstimator
 from .audio.registry import get_processor
+from .exceptions import TaskCrashed
 from .isolation import JobCrashed, run_isolated
 from .models import Task
 
@@ -170,20 +171,19 @@ def process(task_row: Task) -> None:
     except (AudioError, OptionsError, JobCrashed) as exc:
         services.task_fail(task_id=task_id, attempt=attempt, error=str(exc))
         return
-    except Exception as exc:  # noqa: BLE001 - any failure must end the task, not strand it
+    except Exception:  # noqa: BLE001 - any failure must end the task, not strand it
         logger.exception("Task %s failed", task_id)
-        services.task_fail(task_id=task_id, attempt=attempt,
-                           error=f"{type(exc).__name__}: {exc}")
+        services.task_fail(task_id=task_id, attempt=attempt, error=TaskCrashed.default_detail)
         return
     try:
         # Django's JSON encoder writes NaN and infinity, which no database accepts as JSON.
         json.dumps(result, allow_nan=False)
         completed = services.task_complete(task_id=task_id, attempt=attempt, result=result)
-    except (TypeError, ValueError, DatabaseError) as exc:
+    except (TypeError, ValueError, DatabaseError):
         logger.exception("Task %s: result refused", task_id)
         services.task_fail(task_id=task_id, attempt=attempt, error=(
-            f"The result could not be saved ({type(exc).__name__}: {exc}); it must be plain "
-            f"JSON without NaN or infinity. This is a bug in the {task_row.kind!r} processor."))
+            "The result could not be saved: it holds values that cannot be stored as JSON "
+            f"(such as NaN or infinity). This is a bug in the {task_row.kind!r} processor."))
         completed = None
     if completed is None:
         logger.info("Task %s attempt %d did not complete (cancelled, superseded or refused)",

@@ -16,9 +16,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from .audio.errors import AudioError, OptionsError
-from .audio.probe import probe
+from .audio.probe import AudioInfo, probe
 from .audio.registry import get_processor, validate_options
-from .exceptions import Conflict, IllegalTransition, InvalidAudio, InvalidInput, NotFound
+from .exceptions import (AudioTooLong, Conflict, IllegalTransition, InvalidAudio, InvalidInput,
+                         NotFound, UploadTooLarge)
 from .models import AudioFile, Task
 from .selectors import audio_files_visible_to
 
@@ -34,10 +35,8 @@ def audio_file_create(*, owner: Any, upload: UploadedFile) -> AudioFile:
     """Probe an upload as audio and store it; on any problem nothing is kept."""
     limit = settings.AUDIO_MAX_UPLOAD_BYTES
     if upload.size is not None and upload.size > limit:
-        raise InvalidAudio(
-            f"The file is {upload.size} bytes; the limit is {limit} bytes.",
-            field="file", code="too_large",
-        )
+        raise UploadTooLarge(
+            f"The file is {upload.size} bytes; the limit is {limit} bytes.", field="file")
     if not upload.size:
         raise InvalidAudio("The file is empty.", field="file", code="empty")
     suffix = os.path.splitext(upload.name or "")[1][:8]
@@ -49,6 +48,7 @@ def audio_file_create(*, owner: Any, upload: UploadedFile) -> AudioFile:
             info = probe(tmp.name)
         except AudioError as exc:
             raise InvalidAudio(str(exc), field="file", code=exc.code) from exc
+        check_decoded_work(info)
         tmp.seek(0)
         audio = AudioFile(
             owner=owner,
@@ -70,6 +70,32 @@ def audio_file_create(*, owner: Any, upload: UploadedFile) -> AudioFile:
                 audio.file.storage.delete(audio.file.name)
             raise
     return audio
+
+
+def check_decoded_work(info: AudioInfo) -> None:
+    """Refuse audio whose decoding would cost more than the limits, whatever its file size."""
+    # A few MB of FLAC silence can decode to hours of samples: the bound is on decoded work.
+    max_seconds = settings.AUDIO_MAX_DURATION_SECONDS
+    if info.duration > max_seconds:
+        raise AudioTooLong(
+            f"The audio lasts {format_duration(info.duration)}; the limit is "
+            f"{format_duration(max_seconds)}.", field="file")
+    samples = info.duration * info.sample_rate * info.channels
+    if samples > settings.AUDIO_MAX_SAMPLES:
+        raise AudioTooLong(
+            f"The audio holds {samples / 1e6:,.0f} million samples ({info.channels} channels × "
+            f"{info.sample_rate} Hz × {format_duration(info.duration)}); the limit is "
+            f"{settings.AUDIO_MAX_SAMPLES / 1e6:,.0f} million.",
+            field="file", code="too_many_samples")
+
+
+def format_duration(seconds: float) -> str:
+    """`4 h 30 min 00 s`, `2 min 05 s`, or `1.5 s` under a minute."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    hours, rest = divmod(int(round(seconds)), 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours} h {minutes:02d} min {secs:02d} s" if hours else f"{minutes} min {secs:02d} s"
 
 
 def audio_file_delete(*, audio_file: AudioFile) -> None:

@@ -19,6 +19,8 @@ from httpx_sse import ServerSentEvent, connect_sse
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "integration-pass-1"
+# Daphne with bounded request bodies (project/server.py); bench/upload_memory.py compares "daphne".
+SERVER_MODULE = "project.server"
 
 
 def free_port() -> int:
@@ -172,7 +174,7 @@ def spawn_daphne(tmp: Path, env: dict, name: str,
     port = port or free_port()
     log = open(tmp / f"{name}.log", "ab")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
+        [sys.executable, "-m", SERVER_MODULE, "-b", "127.0.0.1", "-p", str(port),
          "project.asgi:application"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     base_url = f"http://127.0.0.1:{port}"

@@ -94,11 +94,11 @@ def test_bad_upload_is_400_naming_file_and_keeps_nothing(
     assert media_files() == []
 
 
-def test_upload_over_the_size_limit_is_400_and_keeps_nothing(
+def test_upload_over_the_size_limit_is_413_and_keeps_nothing(
     auth_client, user, wav_upload, settings, media_files
 ):
     settings.AUDIO_MAX_UPLOAD_BYTES = 10_000
-    error = assert_error(upload(auth_client(user), wav_upload), 400, "too_large")
+    error = assert_error(upload(auth_client(user), wav_upload), 413, "too_large")
     assert error["field"] == "file"
     assert "limit" in error["message"]
     assert not AudioFile.objects.exists()

@@ -386,10 +386,10 @@ def test_serve_restarts_a_killed_worker_and_daphne_and_the_task_completes(
                    "the task's second attempt to make progress", interval=0.5)
         assert progress()["state"] == "processing"
 
-        daphne = _child_pids(proc.pid, b"daphne")
+        daphne = _child_pids(proc.pid, b"project.server")
         assert len(daphne) == 1
         os.kill(daphne[0], signal.SIGKILL)
-        wait_until(lambda: (pids := _child_pids(proc.pid, b"daphne")) and pids != daphne,
+        wait_until(lambda: (pids := _child_pids(proc.pid, b"project.server")) and pids != daphne,
                    60, "a new Daphne", interval=0.5)
 
         def answers() -> dict | None:

@@ -16,7 +16,7 @@ from tasks_app import jobs, services
 from tasks_app.audio.errors import Cancelled
 from tasks_app.audio.generate import write_tone
 from tasks_app.audio.registry import get_processor
-from tasks_app.exceptions import IllegalTransition
+from tasks_app.exceptions import IllegalTransition, TaskCrashed
 from tasks_app.models import Task
 
 pytestmark = pytest.mark.django_db
@@ -55,7 +55,9 @@ def test_five_formats_are_analysed_to_the_true_duration(user, tmp_path, fmt):
     assert waveform["length"] * 2 == len(waveform["data"])
 
 
-def test_an_exception_in_processing_marks_the_task_failed(user, make_audio, monkeypatch):
+def test_an_exception_in_processing_fails_the_task_and_logs_the_details(
+    user, make_audio, monkeypatch, caplog
+):
     task = services.task_create(owner=user, audio_file_id=make_audio(user).pk)
 
     def explode(*args: Any) -> dict:
@@ -65,8 +67,22 @@ def test_an_exception_in_processing_marks_the_task_failed(user, make_audio, monk
     monkeypatch.setattr(jobs, "get_processor", lambda kind: broken)
     done = run(task)
     assert done.state == Task.State.FAILED
-    assert "decoder exploded" in done.error
+    assert done.error == TaskCrashed.default_detail
+    assert "exploded" not in done.error and "RuntimeError" not in done.error
+    assert "decoder exploded" in caplog.text
     assert done.finished_at is not None and done.estimated_time is None
+
+
+def test_a_missing_stored_file_fails_without_leaking_paths(user, make_audio, caplog):
+    audio = make_audio(user)
+    stored = Path(audio.file.path)
+    stored.unlink()
+    done = run(services.task_create(owner=user, audio_file_id=audio.pk))
+    assert done.state == Task.State.FAILED
+    assert done.error == TaskCrashed.default_detail
+    for internal in ("FileNotFoundError", str(stored.parent), "/"):
+        assert internal not in done.error
+    assert "FileNotFoundError" in caplog.text
 
 
 def test_a_file_corrupted_after_upload_fails_with_a_readable_error(user, tmp_path):

@@ -39,10 +39,22 @@ class ErrorDetailSerializer(serializers.Serializer):
 
 
 class ErrorSerializer(serializers.Serializer):
-    """The body of every 4xx response."""
+    """The body of every error response, from the REST API and the streams alike."""
 
     error = ErrorDetailSerializer()
-    detail = serializers.CharField(help_text="The message again, for DRF-style clients.")
+    detail = serializers.CharField(required=False, help_text=(
+        "The message again, for DRF-style clients (REST responses only)."))
+
+
+class StreamErrorSerializer(serializers.Serializer):
+    """Data of the SSE `error` event, the stream's last event before it ends."""
+
+    code = serializers.ChoiceField(choices=[
+        ("deleted", "The task or its audio file was deleted; a reconnect gets 404."),
+        ("unauthenticated", "The token expired or the user was deactivated or deleted; "
+                            "reconnect with fresh credentials and Last-Event-ID."),
+    ], help_text="`deleted` or `unauthenticated`.")
+    message = serializers.CharField(help_text="A readable sentence.")
 
 
 class AudioFileSerializer(serializers.ModelSerializer):
@@ -151,20 +163,38 @@ class TaskListQuerySerializer(serializers.Serializer):
     state = serializers.ChoiceField(choices=Task.State.choices, required=False,
                                     help_text="Only tasks in this state.")
 
+    def to_internal_value(self, data: Any) -> Any:
+        """Refuse `?state=` and a repeated `state`, which DRF would drop or cut to one."""
+        values = data.getlist("state") if hasattr(data, "getlist") else [data.get("state")]
+        if len(values) > 1:
+            raise serializers.ValidationError(
+                {"state": [serializers.ErrorDetail("Give one state.", code="repeated")]})
+        if values and values[0] == "":
+            raise serializers.ValidationError(
+                {"state": [serializers.ErrorDetail("This field may not be blank.", code="blank")]})
+        return super().to_internal_value(data)
+
 
 class StreamTicketRequestSerializer(StrictSerializer):
     """Input of `POST auth/stream-ticket/`: the task to stream, or none for all tasks."""
 
-    task_id = serializers.CharField(required=False, help_text=(
-        "The task whose stream the ticket opens; omit for `GET sse/tasks/progress`."))
+    # Blank means omitted, the same whether it comes as form data or as JSON.
+    task_id = serializers.CharField(required=False, allow_blank=True, help_text=(
+        "The task whose stream the ticket opens; omit (or leave blank) for "
+        "`GET sse/tasks/progress`."))
 
 
 class StreamTicketSerializer(serializers.Serializer):
     """A single-use stream ticket: pass it as `?ticket=` to the SSE endpoint it was made for."""
 
     ticket = serializers.CharField(source="key")
-    task_id = serializers.CharField(allow_blank=True)
+    task_id = serializers.SerializerMethodField()
     expires_at = serializers.DateTimeField()
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_task_id(self, ticket: Any) -> str | None:
+        """The task whose stream the ticket opens; null for the all-tasks stream."""
+        return ticket.task_id or None
 
 
 def kind_choices() -> list[tuple[str, str]]:

@@ -1,11 +1,11 @@
 """Routes under /api/v1/: the REST API and the SSE streams."""
 
 from django.urls import path, re_path
-from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView, TokenVerifyView
 
 from . import schema  # noqa: F401 - registers the bearerAuth OpenAPI extension
 from .routers import ApiRouter
 from .streams import task_progress_stream, tasks_progress_stream
+from .tokens import TokenObtainPairView, TokenRefreshView, TokenVerifyView
 from .views import AudioFileViewSet, StreamCookieView, StreamTicketView, TaskViewSet
 
 router = ApiRouter(trailing_slash=True)

@@ -27,9 +27,10 @@ from .. import selectors, services, tickets
 from ..audio.encode import MEDIA_TYPES
 from ..exceptions import NotFound
 from ..models import AudioFile, Task
+from ..progress import TaskProgressSerializer, task_progress
 from ..sse import TOKEN_COOKIE
 from .exceptions import error_body
-from ..progress import TaskProgressSerializer, task_progress
+from .parsers import JSONParser
 from .serializers import (AudioFileSerializer, AudioUploadSerializer, ErrorSerializer,
                           StreamTicketRequestSerializer, StreamTicketSerializer,
                           TaskCreateSerializer, TaskListQuerySerializer, TaskSerializer,
@@ -42,8 +43,12 @@ ERROR_TEXT = {
     401: "Missing, invalid or expired token.",
     404: "Unknown id, or an object the caller does not own.",
     409: "The object's state does not allow this.",
+    413: "The request body is larger than the upload limit (`too_large`); refused before it "
+         "is read.",
     415: "Unsupported media type.",
 }
+PAGE_NOT_FOUND = OpenApiResponse(ErrorSerializer, description=(
+    "`page` is past the last page or not a page number."))
 
 
 def errors(*codes: int) -> dict[int, OpenApiResponse]:
@@ -93,17 +98,20 @@ AUDIO_ID = OpenApiParameter("id", OpenApiTypes.INT, OpenApiParameter.PATH,
 
 
 @extend_schema_view(
-    list=extend_schema(summary="List your audio files", responses={200: AudioFileSerializer,
-                                                                   **errors(401)}),
+    list=extend_schema(summary="List your audio files",
+                       responses={200: AudioFileSerializer, **errors(400, 401),
+                                  404: PAGE_NOT_FOUND}),
     retrieve=extend_schema(summary="Show an audio file", parameters=[AUDIO_ID],
                            responses={200: AudioFileSerializer, **errors(401, 404)}),
     create=extend_schema(
         summary="Upload an audio file",
         description="Multipart field `file`. The file is probed (format, duration, sample rate, "
-                    "channels) and fully decoded at its tail; non-audio, truncated, empty or "
-                    "too large files are refused with 400 and nothing is kept.",
+                    "channels) and fully decoded at its tail; non-audio, truncated or empty "
+                    "files, and audio longer than the duration or sample limits (`too_long`, "
+                    "`too_many_samples`) are refused with 400, a body over the size limit with "
+                    "413 before it is read; nothing is kept.",
         request={"multipart/form-data": AudioUploadSerializer},
-        responses={201: AudioFileSerializer, **errors(400, 401, 415)},
+        responses={201: AudioFileSerializer, **errors(400, 401, 413, 415)},
     ),
     destroy=extend_schema(summary="Delete an audio file and its finished tasks",
                           parameters=[AUDIO_ID],
@@ -151,7 +159,7 @@ class AudioFileViewSet(viewsets.GenericViewSet):
 
 @extend_schema_view(
     list=extend_schema(summary="List your tasks", parameters=[TaskListQuerySerializer],
-                       responses={200: TaskSerializer, **errors(400, 401)}),
+                       responses={200: TaskSerializer, **errors(400, 401), 404: PAGE_NOT_FOUND}),
     create=extend_schema(summary="Create a task on an uploaded audio file",
                          request=TaskCreateSerializer,
                          responses={201: TaskSerializer, **errors(400, 401, 404)}),
@@ -301,6 +309,10 @@ class StreamCookieView(APIView):
 class StreamTicketView(APIView):
     """Issue a short-lived, single-use ticket that opens one SSE stream without a header."""
 
+    # JSON only: `{}` asks for the all-tasks stream, which an empty form could not say apart
+    # from no form at all.
+    parser_classes = [JSONParser]
+
     @extend_schema(
         summary="Get a stream ticket",
         description=(
@@ -309,7 +321,7 @@ class StreamTicketView(APIView):
             "`task_id`, for the caller's all-tasks stream. Pass it as `?ticket=`."
         ),
         request=StreamTicketRequestSerializer, tags=["SSE"],
-        responses={201: StreamTicketSerializer, **errors(400, 401, 404)},
+        responses={201: StreamTicketSerializer, **errors(400, 401, 404, 415)},
     )
     def post(self, request: Request) -> Response:
         """Issue a ticket for a task the caller may read, or for the caller's own stream."""

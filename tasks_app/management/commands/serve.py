@@ -172,7 +172,7 @@ class Command(BaseCommand):
 
         libc = _libc()
         children = [Child("daphne", [
-            sys.executable, "-m", "daphne", "-b", host, "-p", str(port),
+            sys.executable, "-m", "project.server", "-b", host, "-p", str(port),
             "project.asgi:application"])]
         if not no_worker:
             done = recover(stale_seconds=settings.TASK_STALE_SECONDS,

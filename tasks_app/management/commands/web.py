@@ -25,7 +25,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, host: str, port: int, **options: Any) -> None:
         """exec Daphne, so signals reach it directly (no extra process in between)."""
-        argv = [sys.executable, "-m", "daphne", "-b", host, "-p", str(port), "project.asgi:application"]
+        argv = [sys.executable, "-m", "project.server", "-b", host, "-p", str(port), "project.asgi:application"]
         self.stdout.write(f"Starting Daphne on {host}:{port}")
         self.stdout.flush()
         os.execv(sys.executable, argv)

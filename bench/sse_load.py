@@ -419,7 +419,7 @@ async def idle_phase(target: Target, rows: list[tuple[str, str]], *, watch: floa
     }
     for stream in streams:
         stream.close()
-    await asyncio.sleep(1)
+    await asyncio.sleep(5)  # let the server take the disconnects before the next phase
     return result
 
 
@@ -442,7 +442,7 @@ def polling_cost(target: Target) -> dict:
     import httpx
 
     path, token = probe_path(target)
-    with httpx.Client(base_url=f"http://127.0.0.1:{target.port}") as client:
+    with httpx.Client(base_url=f"http://127.0.0.1:{target.port}", timeout=120) as client:
         response = client.get(path, headers={"Authorization": f"Bearer {token}"})
     request = len(
         f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{target.port}\r\nAuthorization: Bearer {token}\r\nAccept: */*\r\n\r\n"

@@ -78,7 +78,7 @@ def test_a_stale_task_goes_back_to_pending_and_its_dead_job_is_closed(
     task.refresh_from_db()
     DBTaskResult.objects.get(pk=task.job_id).claim("killed-worker")
     claimed = services.task_start(task_id=task.pk)
-    services.task_report_progress(task_id=task.pk, progress=40.0, stage="analyze", estimated_time=3.0)
+    services.task_report_progress(task_id=task.pk, attempt=1, progress=40.0, stage="analyze", estimated_time=3.0)
     Task.objects.filter(pk=task.pk).update(heartbeat_at=timezone.now() - timedelta(seconds=90))
 
     with django_capture_on_commit_callbacks(execute=True):

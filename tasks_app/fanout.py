@@ -165,11 +165,13 @@ class Hub:
         current: int,
         expires_at: float | None,
         ends_on_complete: bool,
+        opened_at: float,
     ) -> Subscription:
         """Register a stream on an acquired channel; raise TooManyStreams past the limit.
 
         `current` is the channel's newest id as the stream read it. When the hub knows of
-        nothing newer, later events follow on from it.
+        nothing newer, later events follow on from it. `opened_at` (monotonic) is when the
+        stream began reading who its user is.
         """
         streams = self.by_user.setdefault(user_id, set())
         if len(streams) >= settings.SSE_MAX_STREAMS_PER_USER:
@@ -183,8 +185,10 @@ class Hub:
         if expires_at is not None:
             heapq.heappush(self.expiries, (expires_at, next(self.counter), sub))
         revoked_at = self.revoked.get(user_id)
-        if revoked_at is not None and time.monotonic() - revoked_at < REVOKED_SECONDS:
-            sub.final = REVOKED  # revoked while this stream was opening
+        if revoked_at is not None and revoked_at > opened_at:
+            # Revoked while this stream was opening (`opened_at`: before it read the user).
+            # A revocation seen earlier was committed before that read, which then decided.
+            sub.final = REVOKED
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:

@@ -71,6 +71,7 @@ async def _serve(request: HttpRequest, opener: Opener, *, ends_on_complete: bool
         return _error(MethodNotAllowed(f"Method {request.method} not allowed; use GET.", field="method"))
     hub = get_hub()
     last = request.headers.get("Last-Event-ID") or _last(request.GET.getlist("lastEventId"))
+    opened_at = time.monotonic()
     try:
         channel, opening = await opener(hub, _credentials(request), last)
     except DomainError as exc:
@@ -94,6 +95,7 @@ async def _serve(request: HttpRequest, opener: Opener, *, ends_on_complete: bool
                 current=opening.current,
                 expires_at=opening.caller.expires_at,
                 ends_on_complete=ends_on_complete,
+                opened_at=opened_at,
             )
         except DomainError as exc:
             hub.release(channel)

@@ -207,12 +207,21 @@ describe.skipIf(process.env.SKIP_LIVE === "1")("against the real service", () =>
 
   it("on `unauthenticated` (user deactivated) refreshes credentials and resumes", async () => {
     const carol = await live.tokens("carol");
-    const audio = await live.upload(carol.access, "long");
+    const audio = await live.upload(carol.access, "medium");
+    // A task with no job: it stays pending, so the stream is surely open when carol is
+    // deactivated (a worker could finish a real task first on a slow machine).
+    const taskId = (
+      await live.shell(
+        "from django.contrib.auth.models import User\n" +
+          "from tasks_app.models import AudioFile, Task\n" +
+          `t = Task.objects.create(owner=User.objects.get(username="carol"), audio_file=AudioFile.objects.get(pk=${audio}))\n` +
+          "print(t.id)",
+      )
+    ).trim().split("\n").pop() as string;
     const rec = recordingFetch();
     const got = collect();
     let forced = 0;
-    const task = await live.createTask(carol.access, audio);
-    subscribeToTask(task.id, {
+    subscribeToTask(taskId, {
       getToken: async ({ forceRefresh }) => {
         if (!forceRefresh) return carol.access;
         forced += 1;
@@ -221,12 +230,15 @@ describe.skipIf(process.env.SKIP_LIVE === "1")("against the real service", () =>
       },
       baseUrl: live.baseUrl, fetch: rec.fetch, ...got,
     });
-    await waitFor(() => got.events.some((e) => e.data.state === "processing"), "processing", 30_000);
+    await waitFor(() => got.events.some((e) => e.data.state === "pending"), "the snapshot", 30_000);
     await live.shell(setActive("carol", false));
+    await waitFor(() => rec.streams.length === 2 && forced === 1, "a resume with fresh credentials", 60_000);
+    const fresh = (await live.tokens("carol")).access;
+    await live.api("POST", `/api/v1/tasks/${taskId}/cancel/`, fresh);
     await waitFor(() => got.events.some((e) => e.type === "complete"), "complete after re-authenticating", 60_000);
     expect(forced).toBe(1);
     expect(got.errors).toEqual([]);
     expect(rec.streams.length).toBe(2);
     expect(eventNumber(rec.streams[1].lastEventId)).toBeGreaterThan(0);
-  });
+  }, 180_000);
 });

@@ -50,8 +50,10 @@ def test_analyze_task_streams_snapshot_progress_eta_then_complete(live, long_aud
         assert len(middle) >= 3, values
         assert values[-1] == 100
         processing = [p for p in progress if p["state"] == "processing" and p["progress"] > 20]
-        assert processing and all(isinstance(p["estimated_time"], float | int)
-                                  for p in processing)
+        # The ETA appears once throughput is measured (after 0.5 s of work), so on a fast
+        # machine the first processing events may carry none; later ones must.
+        etas = [p["estimated_time"] for p in processing if p["estimated_time"] is not None]
+        assert etas and all(isinstance(e, float | int) and e >= 0 for e in etas), processing
         ids = [event_number(e.id) for e in events[1:]]
         assert ids == list(range(ids[0], ids[0] + len(ids))), "no gaps, no repeats"
 

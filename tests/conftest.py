@@ -7,6 +7,7 @@ missing, unless REQUIRE_SERVICES=1, where a missing service fails the test inste
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import shutil
@@ -14,7 +15,7 @@ import socket
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 from typing import Any
 
 import pytest
@@ -239,3 +240,17 @@ def own_redis(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen]]:
     if proc.poll() is None:
         proc.kill()
     proc.wait()
+
+
+@contextlib.contextmanager
+def postgres_database(name: str) -> Iterator[str]:
+    """A fresh PostgreSQL database of this name for a live service; dropped afterwards."""
+    import psycopg
+
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield urlunsplit(urlsplit(POSTGRES_URL)._replace(path=f"/{name}"))
+    finally:
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

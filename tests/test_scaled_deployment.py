@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import os
 import uuid
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
-import psycopg
 import pytest
 
 from tasks_app.audio.generate import write_tone
 
-from .conftest import POSTGRES_URL, REDIS_URL
+from .conftest import REDIS_URL, postgres_database
 from .live_server import (LiveService, payloads, read_events, spawn_daphne, start_service,
                           stop_service)
 
@@ -27,22 +25,19 @@ def scaled(tmp_path_factory) -> tuple[LiveService, str]:
     only have come through Redis pub/sub.
     """
     name = f"audio_tasks_it_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    env = {
-        "DATABASE_URL": urlunsplit(urlsplit(POSTGRES_URL)._replace(path=f"/{name}")),
-        "EVENTSTREAM_REDIS": REDIS_URL,
-        "SSE_REDIS_CHANNEL": f"events_{name}",
-        "SSE_POLL_SECONDS": "3600",
-    }
-    tmp = tmp_path_factory.mktemp("scaled")
-    service = start_service(tmp, workers=2, extra_env=env)
-    second, second_url = spawn_daphne(tmp, service.env, "daphne2")
-    service.extra.append(second)
-    yield service, second_url
-    stop_service(service)
-    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with postgres_database(name) as database_url:
+        env = {
+            "DATABASE_URL": database_url,
+            "EVENTSTREAM_REDIS": REDIS_URL,
+            "SSE_REDIS_CHANNEL": f"events_{name}",
+            "SSE_POLL_SECONDS": "3600",
+        }
+        tmp = tmp_path_factory.mktemp("scaled")
+        service = start_service(tmp, workers=2, extra_env=env)
+        second, second_url = spawn_daphne(tmp, service.env, "daphne2")
+        service.extra.append(second)
+        yield service, second_url
+        stop_service(service)
 
 
 def test_worker_events_reach_a_stream_on_another_instance_through_redis(scaled, tmp_path):

@@ -9,14 +9,13 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import pytest
 
 from tasks_app.audio.generate import write_tone
 
-from .conftest import POSTGRES_URL, REDIS_URL
+from .conftest import REDIS_URL, postgres_database
 from .live_server import LiveService, start_service, stop_service, wait_until
 
 TASKS = 50
@@ -127,23 +126,18 @@ def test_chaos_embedded(tmp_path):
 @pytest.mark.needs_postgres
 @pytest.mark.needs_redis
 def test_chaos_postgresql_and_redis(tmp_path):
-    import psycopg
-
     name = f"audio_tasks_chaos_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    env = {
-        **CHAOS_ENV,
-        "DATABASE_URL": urlunsplit(urlsplit(POSTGRES_URL)._replace(path=f"/{name}")),
-        "EVENTSTREAM_REDIS": REDIS_URL,
-        "SSE_REDIS_CHANNEL": f"events_{name}",
-    }
-    service = start_service(tmp_path, workers=2, extra_env=env)
-    try:
-        followers = run_chaos(service, tmp_path)
-    finally:
-        stop_service(service)
-        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with postgres_database(name) as database_url:
+        env = {
+            **CHAOS_ENV,
+            "DATABASE_URL": database_url,
+            "EVENTSTREAM_REDIS": REDIS_URL,
+            "SSE_REDIS_CHANNEL": f"events_{name}",
+        }
+        service = start_service(tmp_path, workers=2, extra_env=env)
+        try:
+            followers = run_chaos(service, tmp_path)
+        finally:
+            stop_service(service)
     print(f"reconnects: {sum(f.reconnects for f in followers)}, events: {sum(len(f.events) for f in followers)}")
     check(followers)

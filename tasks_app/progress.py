@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 from rest_framework import serializers
@@ -45,9 +46,18 @@ class TaskProgressSerializer(serializers.ModelSerializer):
         return list(task.result.get("warnings") or [])
 
 
+@cache
+def _serializer() -> TaskProgressSerializer:
+    # Built once: a serializer's fields are deep-copied per instance, a cost paid on every
+    # stream connect and every progress event otherwise. `to_representation` only reads them.
+    serializer = TaskProgressSerializer()
+    serializer.fields  # noqa: B018 - built now, before threads share it
+    return serializer
+
+
 def task_progress(task: Task) -> dict[str, Any]:
     """TaskProgress payload of a task, as a plain dict."""
-    data = dict(TaskProgressSerializer(task).data)
+    data = dict(_serializer().to_representation(task))
     if task.state not in (Task.State.PROCESSING,):
         data["estimated_time"] = None
     return data

@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from django.db import IntegrityError, transaction
-from django.db.models import F, Q, Subquery
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F, Q
 from django.utils import timezone
 from django_eventstream.models import Event as StoredEvent
 from django_eventstream.models import EventCounter
@@ -82,9 +82,11 @@ def current_id(channel: str) -> int:
     return value or 0
 
 
-def current_id_of(channel: str) -> Subquery:
-    """`current_id` as a subquery, to read it in the same statement as something else."""
-    return Subquery(EventCounter.objects.filter(name=channel).values("value")[:1])
+def counter_column_sql() -> tuple[str, str]:
+    """SQL for a channel's newest id as a column of another statement (one parameter: the
+    channel), and the column's name."""
+    table = connection.ops.quote_name(EventCounter._meta.db_table)
+    return f'(SELECT "value" FROM {table} WHERE "name" = %s)', "current"
 
 
 def events_after(channel: str, last_id: int, *, upto: int | None = None, limit: int = PAGE_SIZE) -> list[LogEvent]:

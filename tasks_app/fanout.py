@@ -8,10 +8,12 @@ The hub hears of committed events three ways, each carrying the whole event:
   number of open streams. It is the embedded default's path from the worker to the server
   (SQLite, no other server to run), and the safety net behind Redis.
 
-Each watched channel keeps a short ring of recent events, framed once, and every stream sends
-the same bytes from it. A stream reads storage only when it is behind the ring: on connect,
-on replay, after a gap, or when its client stopped reading for a while. Streams hold no
-buffer of their own, so a client that stops reading costs nothing here while it is away.
+Each watched channel keeps a short ring of recent events, framed once. The hub writes the
+same bytes to every caught-up client itself (`Hub.push`, through `streaming.Wire`), so an
+event costs no task wake-up per stream; a stream's own task reads storage only when it is
+behind the ring: on connect, on replay, after a gap, or when its client stopped reading for a
+while. Streams hold no buffer of their own, so a client that stops reading costs nothing here
+while it is away.
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ from django.db import InterfaceError, OperationalError, connection
 
 from .events import COMPLETE, ERROR, LogEvent, events_after, frame, latest_row_id, rows_after
 from .exceptions import TooManyStreams
-from .metrics import SSE_OPEN_STREAMS
+from .metrics import SSE_EVENTS_DELIVERED, SSE_OPEN_STREAMS
+from .streaming import Wire
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +54,7 @@ KEEPALIVE = b": keep-alive\n\n"
 HOLE_SECONDS = 10.0
 # Users revoked this recently are refused by streams still opening (see `subscribe`).
 REVOKED_SECONDS = 60.0
-FREEZE_EVERY_STREAMS = 200
+FREEZE_EVERY_STREAMS = 50
 LOOKBACK_ROWS = 1000
 
 
@@ -102,7 +105,18 @@ class Channel:
 class Subscription:
     """One open stream: where it is in its channel, and how it must end."""
 
-    __slots__ = ("channel", "user_id", "last_id", "ends_on_complete", "wake", "final", "keepalive", "last_write")
+    __slots__ = (
+        "channel",
+        "user_id",
+        "last_id",
+        "ends_on_complete",
+        "wake",
+        "final",
+        "ended",
+        "keepalive",
+        "last_write",
+        "wire",
+    )
 
     def __init__(self, channel: Channel, user_id: int, last_id: int, ends_on_complete: bool) -> None:
         self.channel = channel
@@ -111,8 +125,13 @@ class Subscription:
         self.ends_on_complete = ends_on_complete
         self.wake = asyncio.Event()
         self.final: bytes | None = None
+        # Set when the hub wrote the stream's last event itself: the stream just ends.
+        self.ended = False
         self.keepalive = False
         self.last_write = time.monotonic()
+        # Set while the stream is caught up and waiting: the hub may write to the client
+        # directly (see `Hub.push`) until it wakes the stream.
+        self.wire: Wire | None = None
 
 
 def error_frame(code: str, message: str) -> bytes:
@@ -182,6 +201,7 @@ class Hub:
         streams.add(sub)
         channel.subs.add(sub)
         SSE_OPEN_STREAMS.inc()
+        self._tend_collector()
         if expires_at is not None:
             heapq.heappush(self.expiries, (expires_at, next(self.counter), sub))
         revoked_at = self.revoked.get(user_id)
@@ -259,8 +279,7 @@ class Hub:
                 channel.pending.append(event)
                 self.loop.create_task(self._fill(channel))
         for channel in woken:
-            for sub in channel.subs:
-                sub.wake.set()
+            self._feed(channel)
 
     async def _fill(self, channel: Channel) -> None:
         try:
@@ -284,8 +303,35 @@ class Hub:
                     channel.last = eid
         finally:
             channel.filling = False
+        self._feed(channel)
+
+    def _feed(self, channel: Channel) -> None:
+        """Give a channel's new events to its streams: written at once, or the stream woken."""
         for sub in channel.subs:
-            sub.wake.set()
+            if not self.push(sub):
+                sub.wake.set()
+
+    def push(self, sub: Subscription) -> bool:
+        """Write a caught-up stream's new events straight to its client, the same bytes for
+        every stream, with no task to wake. False when the stream must do it itself: it is
+        not waiting, its client is not reading, it is behind the ring or it must end."""
+        wire = sub.wire
+        if wire is None or sub.final is not None or not wire.ready:
+            return False
+        while True:
+            frames, ended = self.take(sub)
+            if frames is None:
+                return False
+            if not frames:
+                return True
+            wire.write(frames[0] if len(frames) == 1 else b"".join(frames))
+            sub.last_write = time.monotonic()
+            SSE_EVENTS_DELIVERED.inc(len(frames))
+            if ended:
+                sub.ended = True
+                return False
+            if not wire.ready:  # the client's buffer filled up: the stream waits for it
+                return False
 
     def _revoke(self, event: LogEvent) -> None:
         """End every stream of a deactivated or deleted user (their own channel ends itself)."""
@@ -312,9 +358,10 @@ class Hub:
 
     async def _tick(self) -> None:
         """One timer for all streams: keep-alives, credential expiry, log housekeeping."""
-        half = settings.SSE_KEEPALIVE_SECONDS / 2
-        period = min(1.0, half)
-        next_sweep = time.monotonic() + half
+        period = min(1.0, settings.SSE_KEEPALIVE_SECONDS / 2)
+        # An idle stream gets a keep-alive at most `SSE_KEEPALIVE_SECONDS` apart, and not
+        # much more often: each one is a write to every idle client.
+        due = settings.SSE_KEEPALIVE_SECONDS - period
         next_trim = time.monotonic() + settings.EVENT_TRIM_INTERVAL_SECONDS
         while True:
             await asyncio.sleep(period)
@@ -328,18 +375,17 @@ class Hub:
             if len(self.expiries) > 2 * self.open_streams + 100:  # closed streams pile up
                 self.expiries = [entry for entry in self.expiries if entry[2].final is None]
                 heapq.heapify(self.expiries)
-            if now >= next_sweep:
-                # An idle stream gets a keep-alive at most `SSE_KEEPALIVE_SECONDS` apart.
-                next_sweep = now + half
-                for streams in self.by_user.values():
-                    for sub in streams:
-                        if now - sub.last_write >= half:
+            for streams in self.by_user.values():
+                for sub in streams:
+                    if now - sub.last_write >= due:
+                        if sub.wire is not None and sub.final is None and sub.wire.write(KEEPALIVE):
+                            sub.last_write = now
+                        else:
                             sub.keepalive = True
                             sub.wake.set()
-                cutoff = now - REVOKED_SECONDS
-                for user_id in [u for u, at in self.revoked.items() if at < cutoff]:
-                    del self.revoked[user_id]
-            self._tend_collector()
+            cutoff = now - REVOKED_SECONDS
+            for user_id in [u for u, at in self.revoked.items() if at < cutoff]:
+                del self.revoked[user_id]
             if now >= next_trim:
                 next_trim = now + settings.EVENT_TRIM_INTERVAL_SECONDS
                 self.loop.create_task(_trim_log())
@@ -349,20 +395,20 @@ class Hub:
 
         A stream's objects live as long as it does; a full collection would walk all of
         them, thousands of streams' worth, while nothing else runs. So each time a few
-        hundred streams have opened, everything alive is frozen (moved out of the
-        collector's sight), and once every stream has closed the collector gets one full
-        look to free what closed streams left in reference cycles.
+        dozen streams have opened, the collector looks once at what is new since the last
+        time (a full collection only walks what is not frozen) and then freezes everything
+        alive out of its sight. A closed stream leaves no reference cycle behind (the
+        stream path is built that way, see `streaming`), so its frozen objects are freed by
+        reference counting as it closes: nothing is ever unfrozen, so no collection ever
+        walks the whole heap.
         """
         streams = self.open_streams
         if streams - self.frozen_for >= FREEZE_EVERY_STREAMS:
-            gc.collect(1)
-            gc.freeze()
-            self.frozen_for = streams
-        elif streams == 0 and self.frozen_for:
-            gc.unfreeze()
             gc.collect()
             gc.freeze()
-            self.frozen_for = 0
+            self.frozen_for = streams
+        elif streams < self.frozen_for:
+            self.frozen_for = streams
 
     async def _follow_log(self) -> None:
         """Poll the log's newest rows: every process's events, one range query a tick."""

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from pathlib import PurePath
 from typing import Any
 
 from django.core.files.storage import default_storage
+from django.db import connection
 from django.db.models import QuerySet
 
 from .audio.encode import MEDIA_TYPES
+from .events import counter_column_sql
 from .exceptions import NotFound, NotReady
 from .models import AudioFile, Task
 
@@ -55,6 +58,30 @@ def tasks_visible_to(user: Any, *, state: str | None = None) -> QuerySet[Task]:
     if state:
         queryset = queryset.filter(state=state)
     return queryset
+
+
+def task_for_stream(user: Any, task_id: str, channel: str) -> Task | None:
+    """A visible task with its stream channel's newest event id (`task.current`), read in one
+    statement, so from one snapshot of the database.
+
+    A stream connect runs this once: written out as SQL once per process rather than built
+    by the ORM on every call.
+    """
+    task = next(iter(Task.objects.raw(_task_for_stream_sql(), [channel, task_id])), None)
+    if task is None or not (user.is_staff or task.owner_id == user.pk):
+        return None
+    return task
+
+
+@cache
+def _task_for_stream_sql() -> str:
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(field.column) for field in Task._meta.concrete_fields)
+    counter, name = counter_column_sql()
+    return (
+        f"SELECT {columns}, {counter} AS {quote(name)} FROM {quote(Task._meta.db_table)} "
+        f"WHERE {quote(Task._meta.pk.column)} = %s"
+    )
 
 
 def task_for_user(user: Any, task_id: str) -> Task:

@@ -27,7 +27,7 @@ from .fanout import notify
 from .metrics import SSE_EVENTS_PUBLISHED
 from .models import Task, user_channel
 from .progress import task_progress
-from .selectors import tasks_visible_to
+from .selectors import task_for_stream
 from .tickets import redeem_ticket
 
 TOKEN_COOKIE = "sse_token"
@@ -160,7 +160,7 @@ def open_task_stream(credentials: Credentials, task_id: str, last_event_raw: str
     last_seen = parse_last_event_id(last_event_raw, channel)
     # The task and its channel's newest id in one statement, so from one snapshot of the
     # database: every event after `current` is sent live, so nothing committed is missed.
-    task = tasks_visible_to(caller.user).filter(pk=task_id).annotate(current=log.current_id_of(channel)).first()
+    task = task_for_stream(caller.user, task_id, channel)
     if task is None:
         raise NotFound(f"Task {task_id} not found.", field="task_id")
     current = task.current or 0

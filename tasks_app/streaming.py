@@ -1,38 +1,74 @@
-"""ASGI plumbing for long-lived responses: no thread per stream, and backpressure.
+"""ASGI plumbing for long-lived responses: a lean request path, and writes without a task.
 
-Django's ASGI handler gives every request its own thread-sensitive context, so the sync
-receivers of `request_started` start a thread that lives as long as the request: for a
-stream, as long as the stream. `StreamingASGIHandler` serves the views marked `sse_stream`
-without that context (their few sync calls go to asgiref's shared thread); every other view
-is served exactly as Django does.
+A stream's connect must be cheap and its life must cost the server next to nothing. Django's
+ASGI handler spends on every request what a stream does not need: each sync middleware hook
+and each `request_started` / `request_finished` receiver is a hop to asgiref's one
+thread-sensitive thread and back, a disconnect leaves an exception, its traceback and the
+whole request in reference cycles for the collector, and every chunk of a streaming body
+passes three generators deep. `StreamingASGIHandler` serves the views marked `sse_stream`
+on a path of its own, and every other view exactly as Django does:
+
+- the same URLconf and the same middleware, minus `STREAM_SKIPPED_MIDDLEWARE` (sessions, the
+  user, messages, CSRF: streams authenticate by token or ticket and only answer GET). The
+  hooks of the rest (host validation, CORS, security and API headers) do no I/O and run in
+  place, on the event loop, not on a thread;
+- no `request_started` / `request_finished`: streams keep their database work on their own
+  pool (`fanout.run_db`), whose threads keep their connections;
+- a client's disconnect cancels its stream, which ends without an exception left behind.
 
 ASGI has no way to say "the client's socket is full", and Daphne's `send` never waits: it
 hands every body chunk to Twisted, which buffers it without limit. Twisted itself does say
 it, through the public producer interface of its HTTP request (`registerProducer`): it calls
 `pauseProducing` once its buffer is full and `resumeProducing` when it has drained. The
-middleware below keeps the server's `send` in the scope; `Backpressure.of` finds Daphne's
-request behind it (Daphne passes `partial(server.handle_reply, request)`) and registers.
-Under any other server it returns None, and streams simply write.
+handler keeps the server's `send` in the scope; `Wire.of` finds Daphne's request behind it
+(Daphne passes `partial(server.handle_reply, request)`) and registers. The same request lets
+the stream hub write an event's bytes to every caught-up client at once (`Wire.write`), with
+no task to wake per stream. Under any other server `Wire.of` returns None, and streams write
+through ASGI.
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from django.core.handlers.asgi import ASGIHandler
-from django.urls import Resolver404, resolve
+from asgiref.sync import markcoroutinefunction
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.handlers.asgi import ASGIHandler, get_script_prefix
+from django.core.handlers.exception import convert_exception_to_response
+from django.http import HttpRequest, HttpResponseBase
+from django.urls import Resolver404, resolve, set_script_prefix
+from django.utils.deprecation import MiddlewareMixin
+from django.utils.module_loading import import_string
 
 logger = logging.getLogger(__name__)
 
 SCOPE_KEY = "tasks_app.send"
 STREAM_BUFFER_BYTES = 16 * 1024
+# Middleware a stream has no use for: it reads no session and no `request.user` (its
+# credentials are a token or a ticket) and answers GET only, so CSRF has nothing to guard.
+STREAM_SKIPPED_MIDDLEWARE = frozenset(
+    {
+        "django.contrib.sessions.middleware.SessionMiddleware",
+        "django.middleware.csrf.CsrfViewMiddleware",
+        "django.contrib.auth.middleware.AuthenticationMiddleware",
+        "django.contrib.messages.middleware.MessageMiddleware",
+    }
+)
+
+Handler = Callable[[HttpRequest], Awaitable[HttpResponseBase]]
 
 
-class Backpressure:
-    """A Twisted push producer whose `writable` event is clear while the client is full."""
+class Wire:
+    """A stream's Daphne request: a Twisted push producer, and a direct way to write.
+
+    `writable` is clear while the client's socket is full; `write` sends bytes as the next
+    part of the response body, as ASGI's `http.response.body` would.
+    """
 
     __slots__ = ("request", "writable")
 
@@ -42,21 +78,38 @@ class Backpressure:
         self.writable.set()
 
     @classmethod
-    def of(cls, scope: dict) -> Backpressure | None:
+    def of(cls, scope: dict) -> Wire | None:
         """Register on the response behind this scope, when the server allows it."""
         request = (getattr(scope.get(SCOPE_KEY), "args", None) or (None,))[0]
         if not callable(getattr(request, "registerProducer", None)):
             return None
-        producer = cls(request)
+        wire = cls(request)
         try:
-            request.registerProducer(producer, True)
+            request.registerProducer(wire, True)
         except (ValueError, RuntimeError, AttributeError):
             return None  # another producer is registered, or the connection is gone
         transport = getattr(getattr(request, "channel", None), "transport", None)
         if isinstance(getattr(transport, "bufferSize", None), int):
             # Twisted pauses a producer past 64 KiB buffered; a stream needs far less.
             transport.bufferSize = STREAM_BUFFER_BYTES
-        return producer
+        return wire
+
+    @property
+    def ready(self) -> bool:
+        """Whether the client is connected and reading."""
+        request = self.request
+        return request is not None and self.writable.is_set() and not request.finished and request.channel is not None
+
+    def write(self, data: bytes) -> bool:
+        """Write `data` to the client now; False when the connection can take no more."""
+        if not self.ready:
+            return False
+        try:
+            self.request.write(data)
+        except Exception:  # noqa: BLE001 - the connection is going; the stream ends with it
+            logger.debug("Writing to a stream failed", exc_info=True)
+            return False
+        return True
 
     def pauseProducing(self) -> None:  # noqa: N802 - Twisted's interface
         """The client's buffer is full: hold writes."""
@@ -72,11 +125,14 @@ class Backpressure:
         self.writable.set()
 
     def close(self) -> None:
-        """Unregister before the response ends."""
+        """Unregister before the response ends, and let go of the request."""
+        request, self.request = self.request, None
         try:
-            self.request.unregisterProducer()
+            request.unregisterProducer()
         except Exception:  # noqa: BLE001 - the connection may be gone already
             logger.debug("unregisterProducer failed", exc_info=True)
+        if getattr(request, "producer", None) is self:
+            request.producer = None  # no cycle left for the collector
 
 
 def sse_stream(view: Callable) -> Callable:
@@ -85,11 +141,59 @@ def sse_stream(view: Callable) -> Callable:
     return view
 
 
+class _InPlace:
+    """A MiddlewareMixin's hooks, run on the event loop instead of a thread.
+
+    Only for middleware whose hooks do no I/O (the ones streams keep).
+    """
+
+    def __init__(self, middleware: MiddlewareMixin, get_response: Handler) -> None:
+        markcoroutinefunction(self)
+        self.middleware = middleware
+        self.get_response = get_response
+        self.process_request = getattr(middleware, "process_request", None)
+        self.process_response = getattr(middleware, "process_response", None)
+
+    async def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        response = self.process_request(request) if self.process_request else None
+        if response is None:
+            response = await self.get_response(request)
+        if self.process_response:
+            response = self.process_response(request, response)
+        return response
+
+
+def stream_middleware_chain() -> Handler:
+    """The view of the resolved stream, inside the project's middleware minus the skipped."""
+
+    async def view(request: HttpRequest) -> HttpResponseBase:
+        match = request.resolver_match
+        return await match.func(request, *match.args, **match.kwargs)
+
+    handler: Handler = convert_exception_to_response(view)
+    for path in reversed(settings.MIDDLEWARE):
+        if path in STREAM_SKIPPED_MIDDLEWARE:
+            continue
+        middleware = import_string(path)(handler)
+        if isinstance(middleware, MiddlewareMixin):
+            if any(hasattr(middleware, hook) for hook in ("process_view", "process_exception")):
+                raise ImproperlyConfigured(f"{path} has view or exception hooks; list it in STREAM_SKIPPED_MIDDLEWARE")
+            middleware = _InPlace(middleware, handler)
+        elif not getattr(middleware, "async_capable", False):
+            raise ImproperlyConfigured(f"{path} cannot run on the event loop; list it in STREAM_SKIPPED_MIDDLEWARE")
+        handler = convert_exception_to_response(middleware)
+    return handler
+
+
 class StreamingASGIHandler(ASGIHandler):
-    """Django's ASGI handler, minus the per-request thread for stream views."""
+    """Django's ASGI handler, with a lean path for stream views (see the module)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stream_chain = stream_middleware_chain()
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        """Serve streams in the shared context; everything else as Django does."""
+        """Serve streams on their own path; everything else as Django does."""
         if scope["type"] == "http":
             scope[SCOPE_KEY] = send
             try:
@@ -97,6 +201,56 @@ class StreamingASGIHandler(ASGIHandler):
             except Resolver404:
                 match = None
             if match is not None and getattr(match.func, "sse_stream", False):
-                await self.handle(scope, receive, send)
+                await self.serve_stream(scope, receive, send, match)
                 return
         await super().__call__(scope, receive, send)
+
+    async def serve_stream(self, scope: dict, receive: Any, send: Any, match: Any) -> None:
+        """Read the (ignored) body, run the chain, send the response until it or the client ends."""
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            if not message.get("more_body", False):
+                break
+        set_script_prefix(get_script_prefix(scope))
+        request, response = self.create_request(scope, io.BytesIO())
+        if request is not None:
+            request.resolver_match = match
+            response = await self.stream_chain(request)
+        if not response.streaming:
+            await self.send_response(response, send)
+            return
+        await send({"type": "http.response.start", "status": response.status_code, "headers": _headers(response)})
+        stream = asyncio.current_task()
+        gone = asyncio.Event()
+        watcher = asyncio.ensure_future(_cancel_on_disconnect(receive, stream, gone))
+        body = response.streaming_content
+        try:
+            async for part in body:
+                await send({"type": "http.response.body", "body": part, "more_body": True})
+            await send({"type": "http.response.body"})
+        except asyncio.CancelledError:
+            if not gone.is_set():
+                raise  # the server is shutting down, not the client leaving
+            stream.uncancel()
+        finally:
+            watcher.cancel()
+            await body.aclose()
+
+
+async def _cancel_on_disconnect(receive: Any, stream: asyncio.Task, gone: asyncio.Event) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    gone.set()
+    stream.cancel()
+
+
+def _headers(response: HttpResponseBase) -> list[tuple[bytes, bytes]]:
+    """The response's headers and cookies as ASGI wants them (as Django's `send_response`)."""
+    out = [
+        (header.encode("ascii") if isinstance(header, str) else header, value.encode("latin1"))
+        for header, value in response.items()
+    ]
+    out.extend((b"Set-Cookie", c.output(header="").encode("ascii").strip()) for c in response.cookies.values())
+    return out

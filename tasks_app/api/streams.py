@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from ..streaming import Backpressure, sse_stream
+from ..streaming import Wire, sse_stream
 from ..events import COMPLETE, ERROR, LogEvent, events_after
 from ..exceptions import DomainError, InternalError, MethodNotAllowed
 from ..fanout import BATCH, KEEPALIVE, Channel, Hub, Subscription, get_hub, run_db
@@ -100,22 +100,29 @@ async def _serve(request: HttpRequest, opener: Opener, *, ends_on_complete: bool
         except DomainError as exc:
             hub.release(channel)
             return _error(exc)
-        body = _live(hub, sub, opening.head, Backpressure.of(request.scope))
+        body = _live(hub, sub, opening.head, Wire.of(request.scope))
     SSE_STREAM_CONNECTS.labels(status="200").inc()
     return StreamingHttpResponse(body, content_type="text/event-stream; charset=utf-8", headers=SSE_HEADERS)
 
 
-async def _live(hub: Hub, sub: Subscription, head: bytes, flow: Backpressure | None) -> AsyncIterator[bytes]:
-    """Snapshot, then every event after the client's position, live, until the end."""
+async def _live(hub: Hub, sub: Subscription, head: bytes, wire: Wire | None) -> AsyncIterator[bytes]:
+    """Snapshot, then every event after the client's position, live, until the end.
+
+    While the stream is caught up it waits, and the hub writes new events to its client
+    itself (`Hub.push`); it wakes the stream for what it cannot do: a page from storage,
+    a client that stopped reading, the end.
+    """
     try:
         yield head or KEEPALIVE
         while True:
-            if flow is not None and not flow.writable.is_set():
+            if wire is not None and not wire.writable.is_set():
                 # The client stopped reading: hold nothing for it. Its events stay in the
                 # log, and it catches up from there once it reads again.
-                await flow.writable.wait()
+                await wire.writable.wait()
             if sub.final is not None:
                 yield sub.final
+                return
+            if sub.ended:
                 return
             frames, ended = hub.take(sub)
             if frames is None:  # behind the ring: catch up from storage, a page at a time
@@ -132,14 +139,17 @@ async def _live(hub: Hub, sub: Subscription, head: bytes, flow: Backpressure | N
                 sub.last_write = time.monotonic()
                 yield KEEPALIVE
                 continue
+            sub.wire = wire
             await sub.wake.wait()
             sub.wake.clear()
+            sub.wire = None
     except Exception:  # noqa: BLE001 - end the response; the client resumes with its last id
         logger.exception("Stream of %s failed", sub.channel.name)
     finally:
+        sub.wire = None
         hub.unsubscribe(sub)
-        if flow is not None:
-            flow.close()
+        if wire is not None:
+            wire.close()
 
 
 async def _page(sub: Subscription) -> tuple[list[bytes], bool]:

@@ -21,9 +21,10 @@ hands every body chunk to Twisted, which buffers it without limit. Twisted itsel
 it, through the public producer interface of its HTTP request (`registerProducer`): it calls
 `pauseProducing` once its buffer is full and `resumeProducing` when it has drained. The
 handler keeps the server's `send` in the scope; `Wire.of` finds Daphne's request behind it
-(Daphne passes `partial(server.handle_reply, request)`) and registers. The same request lets
-the stream hub write an event's bytes to every caught-up client at once (`Wire.write`), with
-no task to wake per stream. Under any other server `Wire.of` returns None, and streams write
+(Daphne passes `partial(server.handle_reply, request)`) and registers, and fixes the socket's
+kernel send buffer small, so a client that stops reading shows as full at once. The same
+request lets the stream hub write an event's bytes to every caught-up client at once
+(`Wire.write`), with no task to wake per stream. Under any other server `Wire.of` returns None, and streams write
 through ASGI.
 """
 
@@ -32,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -44,6 +46,7 @@ from django.http import HttpRequest, HttpResponseBase
 from django.urls import Resolver404, resolve, set_script_prefix
 from django.utils.deprecation import MiddlewareMixin
 from django.utils.module_loading import import_string
+from twisted.internet import tcp
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +95,13 @@ class Wire:
         if isinstance(getattr(transport, "bufferSize", None), int):
             # Twisted pauses a producer past 64 KiB buffered; a stream needs far less.
             transport.bufferSize = STREAM_BUFFER_BYTES
+        if isinstance(transport, tcp.Connection):
+            # The kernel's send buffer grows to megabytes for a client that does not read;
+            # a fixed small one makes such a client show as full (and paused) at once.
+            try:
+                transport.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, STREAM_BUFFER_BYTES)
+            except OSError:
+                logger.debug("Could not size a stream's send buffer", exc_info=True)
         return wire
 
     @property
@@ -101,11 +111,30 @@ class Wire:
         return request is not None and self.writable.is_set() and not request.finished and request.channel is not None
 
     def write(self, data: bytes) -> bool:
-        """Write `data` to the client now; False when the connection can take no more."""
+        """Write `data` to the client now; False when the connection can take no more.
+
+        The bytes go out as `Request.write` would send them (a chunk, on HTTP/1.1). When the
+        connection has nothing buffered they are sent on its socket at once: a stream event
+        is small, and waiting for the next turn of the loop to send it would cost each of a
+        thousand clients two more system calls (registering and unregistering the socket
+        for writing).
+        """
         if not self.ready:
             return False
+        request = self.request
         try:
-            self.request.write(data)
+            transport = request.channel.transport
+            if not (request.startedWriting and _idle_tcp(transport)):
+                request.write(data)
+                return True
+            if request.chunked:
+                data = b"%x\r\n%b\r\n" % (len(data), data)
+            request.sentLength += len(data)
+            sent = transport.writeSomeData(data)
+            if not isinstance(sent, int):
+                return False  # the connection was lost; Twisted hears of it on its own
+            if sent < len(data):
+                transport.write(data[sent:])  # the rest waits in Twisted's buffer
         except Exception:  # noqa: BLE001 - the connection is going; the stream ends with it
             logger.debug("Writing to a stream failed", exc_info=True)
             return False
@@ -133,6 +162,17 @@ class Wire:
             logger.debug("unregisterProducer failed", exc_info=True)
         if getattr(request, "producer", None) is self:
             request.producer = None  # no cycle left for the collector
+
+
+def _idle_tcp(transport: Any) -> bool:
+    """Whether `transport` is a plain TCP connection, open, with nothing waiting to be sent."""
+    return (
+        isinstance(transport, tcp.Connection)
+        and transport.connected
+        and not transport.disconnecting
+        and not transport.dataBuffer
+        and not transport._tempDataBuffer  # noqa: SLF001 - Twisted's pending writes
+    )
 
 
 def sse_stream(view: Callable) -> Callable:

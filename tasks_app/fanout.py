@@ -34,6 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, TypeVar
 
+import redis
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection
 
@@ -552,8 +553,6 @@ class RedisPublisher:
             logger.warning("Redis publish queue full; dropping an event message")
 
     def _run(self) -> None:
-        import redis
-
         client = redis.Redis(**settings.EVENTSTREAM_REDIS, socket_timeout=0.5, socket_connect_timeout=0.5)
         while True:
             batch = [self.queue.get()]

@@ -3,9 +3,8 @@
 A stream's connect must be cheap and its life must cost the server next to nothing. Django's
 ASGI handler spends on every request what a stream does not need: each sync middleware hook
 and each `request_started` / `request_finished` receiver is a hop to asgiref's one
-thread-sensitive thread and back, a disconnect leaves an exception, its traceback and the
-whole request in reference cycles for the collector, and every chunk of a streaming body
-passes three generators deep. `StreamingASGIHandler` serves the views marked `sse_stream`
+thread-sensitive thread and back, and a disconnect leaves an exception, its traceback and
+the whole request in reference cycles for the collector. `StreamingASGIHandler` serves the views marked `sse_stream`
 on a path of its own, and every other view exactly as Django does:
 
 - the same URLconf and the same middleware, minus `STREAM_SKIPPED_MIDDLEWARE` (sessions, the
@@ -258,25 +257,17 @@ class StreamingASGIHandler(ASGIHandler):
         if request is not None:
             request.resolver_match = match
             response = await self.stream_chain(request)
-        if not response.streaming:
-            await self.send_response(response, send)
-            return
-        await send({"type": "http.response.start", "status": response.status_code, "headers": _headers(response)})
         stream = asyncio.current_task()
         gone = asyncio.Event()
         watcher = asyncio.ensure_future(_cancel_on_disconnect(receive, stream, gone))
-        body = response.streaming_content
         try:
-            async for part in body:
-                await send({"type": "http.response.body", "body": part, "more_body": True})
-            await send({"type": "http.response.body"})
+            await self.send_response(response, send)
         except asyncio.CancelledError:
             if not gone.is_set():
                 raise  # the server is shutting down, not the client leaving
             stream.uncancel()
         finally:
             watcher.cancel()
-            await body.aclose()
 
 
 async def _cancel_on_disconnect(receive: Any, stream: asyncio.Task, gone: asyncio.Event) -> None:
@@ -284,13 +275,3 @@ async def _cancel_on_disconnect(receive: Any, stream: asyncio.Task, gone: asynci
         pass
     gone.set()
     stream.cancel()
-
-
-def _headers(response: HttpResponseBase) -> list[tuple[bytes, bytes]]:
-    """The response's headers and cookies as ASGI wants them (as Django's `send_response`)."""
-    out = [
-        (header.encode("ascii") if isinstance(header, str) else header, value.encode("latin1"))
-        for header, value in response.items()
-    ]
-    out.extend((b"Set-Cookie", c.output(header="").encode("ascii").strip()) for c in response.cookies.values())
-    return out

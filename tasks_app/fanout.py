@@ -158,6 +158,8 @@ class Hub:
         self.counter = itertools.count()
         self.tasks: list[asyncio.Task] = []
         self.frozen_for = 0
+        # How many streams this process serves (read on every connect: kept, not summed).
+        self.open_streams = 0
 
     # -- streams
 
@@ -201,6 +203,7 @@ class Hub:
         sub = Subscription(channel, user_id, last_id, ends_on_complete)
         streams.add(sub)
         channel.subs.add(sub)
+        self.open_streams += 1
         SSE_OPEN_STREAMS.inc()
         self._tend_collector()
         if expires_at is not None:
@@ -222,6 +225,7 @@ class Hub:
             if not streams:
                 del self.by_user[sub.user_id]
         sub.final = b""  # marks it closed for the expiry heap
+        self.open_streams -= 1
         SSE_OPEN_STREAMS.dec()
 
     def take(self, sub: Subscription, most: int = BATCH) -> tuple[list[bytes] | None, bool]:
@@ -244,11 +248,6 @@ class Hub:
             if kind == ERROR or (kind == COMPLETE and sub.ends_on_complete):
                 return out, True
         return out, False
-
-    @property
-    def open_streams(self) -> int:
-        """How many streams this process serves."""
-        return sum(len(subs) for subs in self.by_user.values())
 
     # -- events
 

@@ -82,11 +82,13 @@ def current_id(channel: str) -> int:
     return value or 0
 
 
-def counter_column_sql() -> tuple[str, str]:
-    """SQL for a channel's newest id as a column of another statement (one parameter: the
-    channel), and the column's name."""
-    table = connection.ops.quote_name(EventCounter._meta.db_table)
-    return f'(SELECT "value" FROM {table} WHERE "name" = %s)', "current"
+def current_id_sql() -> str:
+    """`current_id` as a scalar subquery, to read it in the same statement as something else
+    (one parameter: the channel)."""
+    quote = connection.ops.quote_name
+    counter = EventCounter._meta
+    value, name = counter.get_field("value").column, counter.get_field("name").column
+    return f"(SELECT {quote(value)} FROM {quote(counter.db_table)} WHERE {quote(name)} = %s)"
 
 
 def events_after(channel: str, last_id: int, *, upto: int | None = None, limit: int = PAGE_SIZE) -> list[LogEvent]:

@@ -12,7 +12,7 @@ from django.db import connection
 from django.db.models import QuerySet
 
 from .audio.encode import MEDIA_TYPES
-from .events import counter_column_sql
+from .events import current_id_sql
 from .exceptions import NotFound, NotReady
 from .models import AudioFile, Task
 
@@ -61,8 +61,8 @@ def tasks_visible_to(user: Any, *, state: str | None = None) -> QuerySet[Task]:
 
 
 def task_for_stream(user: Any, task_id: str, channel: str) -> Task | None:
-    """A visible task with its stream channel's newest event id (`task.current`), read in one
-    statement, so from one snapshot of the database.
+    """A task visible to the user (as in `tasks_visible_to`) with its stream channel's newest
+    event id (`task.current`), read in one statement, so from one snapshot of the database.
 
     A stream connect runs this once: written out as SQL once per process rather than built
     by the ORM on every call.
@@ -77,9 +77,8 @@ def task_for_stream(user: Any, task_id: str, channel: str) -> Task | None:
 def _task_for_stream_sql() -> str:
     quote = connection.ops.quote_name
     columns = ", ".join(quote(field.column) for field in Task._meta.concrete_fields)
-    counter, name = counter_column_sql()
     return (
-        f"SELECT {columns}, {counter} AS {quote(name)} FROM {quote(Task._meta.db_table)} "
+        f"SELECT {columns}, {current_id_sql()} AS {quote('current')} FROM {quote(Task._meta.db_table)} "
         f"WHERE {quote(Task._meta.pk.column)} = %s"
     )
 

@@ -18,6 +18,7 @@ from tasks_app import jobs, services
 from tasks_app.audio.generate import write_tone
 from tasks_app.models import Task
 
+from .test_admin import change_url
 from .test_auth import assert_error
 
 pytestmark = pytest.mark.django_db
@@ -254,7 +255,7 @@ def test_admin_change_page_shows_the_waveform_and_figures(staff_user, user, comp
     task = completed(user, seconds=5.0)  # long enough for a loudness range
     admin = Client()
     admin.force_login(staff_user)
-    page = admin.get(f"/admin/tasks_app/task/{task.pk}/change/").content.decode()
+    page = admin.get(change_url(task)).content.decode()
     png = f"/api/v1/tasks/{task.pk}/waveform.png"
     assert f'<img src="{png}"' in page
     loudness = task.result["loudness"]
@@ -271,7 +272,7 @@ def test_admin_change_page_links_the_normalized_output(staff_user, user, complet
     task = completed(user, kind="normalize", output_format="mp3")
     admin = Client()
     admin.force_login(staff_user)
-    page = admin.get(f"/admin/tasks_app/task/{task.pk}/change/").content.decode()
+    page = admin.get(change_url(task)).content.decode()
     assert f'<a href="/api/v1/tasks/{task.pk}/output" download>' in page
     assert "waveform.png" not in page
     measured = f"{task.result['input']['integrated_lufs']:.2f} → " \

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import functools
 import json
 import os
+import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -133,26 +139,65 @@ def payloads(events: list[ServerSentEvent], kind: str | None = None) -> list[dic
 
 
 def start_service(tmp: Path, *, workers: int = 1, extra_env: dict | None = None) -> LiveService:
-    """Migrate a fresh database, create users, start Daphne and workers; wait until ready."""
-    env = {key: value for key, value in os.environ.items()
-           if key not in {"DATABASE_URL", "EVENTSTREAM_REDIS", "MEDIA_ROOT"}}
-    env.update({"DATA_DIR": str(tmp), "DJANGO_SETTINGS_MODULE": "project.settings",
-                "PYTHONUNBUFFERED": "1", **(extra_env or {})})
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput"], cwd=ROOT, env=env,
-                   check=True, capture_output=True, timeout=180)
-    script = (
-        "from django.contrib.auth import get_user_model as g; U = g()\n"
-        f"for name, staff in [('alice', False), ('bob', False), ('root', True)]:\n"
-        f"    u, _ = U.objects.get_or_create(username=name, defaults={{'is_staff': staff}})\n"
-        f"    u.set_password('{PASSWORD}'); u.save()\n"
-    )
-    subprocess.run([sys.executable, "manage.py", "shell", "-c", script], cwd=ROOT, env=env,
-                   check=True, capture_output=True, timeout=120)
+    """Give a fresh database users, start Daphne and workers; wait until ready.
+
+    On SQLite (no DATABASE_URL) the database is a copy of one migrated once per test process:
+    migrating and hashing the users' passwords took two thirds of a service's start.
+    """
+    env = service_env(tmp, {"PYTHONUNBUFFERED": "1", **(extra_env or {})})
+    if "DATABASE_URL" in env:
+        prepare_database(env)
+    else:
+        copy_sqlite(migrated_sqlite_template(), tmp / "db.sqlite3")
     daphne, base_url = spawn_daphne(tmp, env, "daphne")
     service = LiveService(base_url, env, tmp, daphne)
     for _ in range(workers):
         spawn_worker(service)
     return service
+
+
+def service_env(data_dir: Path, extra: dict | None = None) -> dict:
+    """This process's environment for a service keeping its data in `data_dir`.
+
+    The embedded defaults (SQLite, no Redis, media in the data folder) unless `extra` says
+    otherwise.
+    """
+    env = {key: value for key, value in os.environ.items()
+           if key not in {"DATABASE_URL", "EVENTSTREAM_REDIS", "MEDIA_ROOT"}}
+    env.update({"DATA_DIR": str(data_dir), "DJANGO_SETTINGS_MODULE": "project.settings"})
+    env.update(extra or {})
+    return env
+
+
+def prepare_database(env: dict) -> None:
+    """Migrate the database `env` names and give it the test users, in one process."""
+    script = (
+        "from django.core.management import call_command\n"
+        "call_command('migrate', interactive=False, verbosity=0)\n"
+        "from django.contrib.auth import get_user_model as g; U = g()\n"
+        "for name, staff in [('alice', False), ('bob', False), ('root', True)]:\n"
+        "    u, _ = U.objects.get_or_create(username=name, defaults={'is_staff': staff})\n"
+        f"    u.set_password('{PASSWORD}'); u.save()\n"
+    )
+    done = subprocess.run([sys.executable, "manage.py", "shell", "--no-imports", "-c", script],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+
+
+@functools.cache
+def migrated_sqlite_template() -> Path:
+    """A SQLite database migrated and holding the test users, made once per process."""
+    folder = Path(tempfile.mkdtemp(prefix="live-template-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    prepare_database(service_env(folder))
+    return folder / "db.sqlite3"
+
+
+def copy_sqlite(source: Path, target: Path) -> None:
+    """Copy a SQLite database whole (committed pages only, whatever its journal holds)."""
+    with contextlib.closing(sqlite3.connect(source)) as src, \
+            contextlib.closing(sqlite3.connect(target)) as dst:
+        src.backup(dst)
 
 
 def spawn_worker(service: LiveService) -> subprocess.Popen:

@@ -46,11 +46,13 @@ def run_npx(*args: str, timeout: float) -> None:
         pytest.fail(f"{' '.join(args)} failed:\n{done.stdout[-20000:]}\n{done.stderr[-5000:]}", pytrace=False)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(400)
 def test_js_client_passes_its_vitest_suite_against_fakes_and_the_real_server():
     run_npx("vitest", "run", timeout=300)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(500)
 def test_dashboard_passes_its_playwright_suite_in_chromium():
     # Screenshots of failures land in clients/js/test-results/.

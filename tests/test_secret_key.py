@@ -37,19 +37,37 @@ def settings_key(data_dir: Path, **extra: str) -> subprocess.CompletedProcess:
 
 
 def repository_strings() -> set[str]:
-    """Key-like string literals in every tracked file and in the settings' git history."""
-    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    """Key-like string literals in every file of the project and in the settings' git history.
+
+    Without git (a copy of the tree rather than a clone) the files are walked instead, and
+    there is no history to read.
+    """
     found: set[str] = set()
-    for name in files:
+    for path in project_files():
         try:
-            found.update(LITERAL.findall((ROOT / name).read_text(encoding="utf-8")))
+            found.update(LITERAL.findall(path.read_text(encoding="utf-8")))
         except (UnicodeDecodeError, FileNotFoundError, IsADirectoryError):
             continue
-    history = subprocess.run(
-        ["git", "log", "-p", "--all", "--", "project/"], cwd=ROOT, capture_output=True, text=True, check=True
-    ).stdout
-    found.update(LITERAL.findall(history))
+    history = git("log", "-p", "--all", "--", "project/")
+    found.update(LITERAL.findall(history or ""))
     return found
+
+
+def git(*args: str) -> str | None:
+    """What a git command prints in the repository, or None without git or a clone."""
+    try:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    except (FileNotFoundError, subprocess.CalledProcessError):
+        return None
+
+
+def project_files() -> list[Path]:
+    """The tracked files, or without git every file outside what is installed or generated."""
+    listed = git("ls-files")
+    if listed is not None:
+        return [ROOT / name for name in listed.split()]
+    generated = {".git", ".venv", "node_modules", "var", "__pycache__"}
+    return [p for p in ROOT.rglob("*") if p.is_file() and not generated & set(p.relative_to(ROOT).parts)]
 
 
 def forged_access_token(user_id: int, key: str) -> str:

@@ -57,6 +57,7 @@ def emit(service: LiveService, task_id: str) -> None:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(900)  # 20,000 writes through a shell: minutes on a loaded machine
 def test_stalled_clients_cost_under_100_kb_each_and_then_get_every_event_once(tmp_path):
     # DEBUG: the server says when it holds a stream for a client that stopped reading.

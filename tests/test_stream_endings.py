@@ -149,6 +149,7 @@ def test_deleting_an_audio_file_tells_the_owner_stream_which_tasks_went(service,
     assert json.loads(user_events[-1].data) == {"task_id": task["id"]}
 
 
+@pytest.mark.slow
 def test_a_client_5000_events_behind_catches_up_in_pages_then_continues_live(service, wav):
     token = service.token("alice")
     task = service.create_task(token, service.upload(token, wav)["id"])

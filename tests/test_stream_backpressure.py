@@ -38,13 +38,21 @@ def open_raw_stream(service: LiveService, task_id: str, token: str) -> socket.so
 
 
 def read_progress_events(sock: socket.socket, count: int) -> list[int]:
-    """Read until `count` progress events arrived; return their ids."""
+    """Read until `count` whole progress events arrived; return their ids.
+
+    Only frames ended by their blank line count: a read can stop inside an event, with its id
+    cut short (20002 read as 200).
+    """
     data = b""
-    while data.count(b"event: progress") < count:
+    while True:
+        if data.count(b"event: progress") >= count:
+            frames = data.split(b"\n\n")[:-1]
+            progress = [frame for frame in frames if b"event: progress" in frame]
+            if len(progress) >= count:
+                return [int(n) for frame in progress for n in re.findall(rb"id: task-\w+:(\d+)", frame)]
         chunk = sock.recv(1 << 20)
         assert chunk, "the stream ended early"
         data += chunk
-    return [int(n) for n in re.findall(rb"id: task-\w+:(\d+)", data)]
 
 
 def emit(service: LiveService, task_id: str) -> None:

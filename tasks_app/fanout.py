@@ -204,7 +204,6 @@ class Hub:
         streams.add(sub)
         channel.subs.add(sub)
         self.open_streams += 1
-        SSE_OPEN_STREAMS.inc()
         self._tend_collector()
         if expires_at is not None:
             heapq.heappush(self.expiries, (expires_at, next(self.counter), sub))
@@ -226,7 +225,6 @@ class Hub:
                 del self.by_user[sub.user_id]
         sub.final = b""  # marks it closed for the expiry heap
         self.open_streams -= 1
-        SSE_OPEN_STREAMS.dec()
 
     def take(self, sub: Subscription, most: int = BATCH) -> tuple[list[bytes] | None, bool]:
         """Up to `most` frames the stream has not sent, from the ring, and whether it must
@@ -507,6 +505,7 @@ def get_hub() -> Hub:
     global _hub
     if _hub is None:
         _hub = Hub()
+        SSE_OPEN_STREAMS.set_function(lambda: _hub.open_streams)
     return _hub
 
 

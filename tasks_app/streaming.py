@@ -4,8 +4,8 @@ A stream's connect must be cheap and its life must cost the server next to nothi
 ASGI handler spends on every request what a stream does not need: each sync middleware hook
 and each `request_started` / `request_finished` receiver is a hop to asgiref's one
 thread-sensitive thread and back, and a disconnect leaves an exception, its traceback and
-the whole request in reference cycles for the collector. `StreamingASGIHandler` serves the views marked `sse_stream`
-on a path of its own, and every other view exactly as Django does:
+the whole request in reference cycles for the collector. `StreamingASGIHandler` serves the
+views marked `sse_stream` on a path of its own, and every other view exactly as Django does:
 
 - the same URLconf and the same middleware, minus `STREAM_SKIPPED_MIDDLEWARE` (sessions, the
   user, messages, CSRF: streams authenticate by token or ticket and only answer GET). The
@@ -23,8 +23,8 @@ handler keeps the server's `send` in the scope; `Wire.of` finds Daphne's request
 (Daphne passes `partial(server.handle_reply, request)`) and registers, and fixes the socket's
 kernel send buffer small, so a client that stops reading shows as full at once. The same
 request lets the stream hub write an event's bytes to every caught-up client at once
-(`Wire.write`), with no task to wake per stream. Under any other server `Wire.of` returns None, and streams write
-through ASGI.
+(`Wire.write`), with no task to wake per stream. Under any other server `Wire.of` returns
+None, and streams write through ASGI.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ from django.urls import Resolver404, resolve, set_script_prefix
 from django.utils.deprecation import MiddlewareMixin
 from django.utils.module_loading import import_string
 from twisted.internet import tcp
+from twisted.web import http
 
 logger = logging.getLogger(__name__)
 
@@ -127,7 +128,7 @@ class Wire:
                 request.write(data)
                 return True
             if request.chunked:
-                data = b"%x\r\n%b\r\n" % (len(data), data)
+                data = b"".join(http.toChunk(data))
             request.sentLength += len(data)
             sent = transport.writeSomeData(data)
             if not isinstance(sent, int):

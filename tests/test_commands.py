@@ -26,7 +26,7 @@ from tasks_app.client import StreamError, format_eta, watch
 from tasks_app.models import AudioFile, Task
 from tasks_app.recovery import recover, task_requeue_orphaned
 
-from .live_server import ROOT, free_port, wait_until
+from .live_server import ROOT, free_port, service_env, wait_until
 
 pytestmark = pytest.mark.django_db
 
@@ -292,9 +292,8 @@ def test_format_eta(seconds: float | None, text: str) -> None:
 
 def _start_serve(tmp_path: Any) -> tuple[subprocess.Popen, str, dict]:
     """Run `manage.py serve` on a free port against a fresh data folder; wait for /docs."""
-    env = {key: value for key, value in os.environ.items()
-           if key not in {"DATABASE_URL", "EVENTSTREAM_REDIS", "MEDIA_ROOT", "DEMO_PASSWORD"}}
-    env.update({"DATA_DIR": str(tmp_path), "PYTHONUNBUFFERED": "1"})
+    env = service_env(tmp_path, {"PYTHONUNBUFFERED": "1"})
+    env.pop("DEMO_PASSWORD", None)  # the banner must show the default demo password
     port = free_port()
     log = open(tmp_path / "serve.log", "wb")
     proc = subprocess.Popen([sys.executable, "manage.py", "serve", "--port", str(port)],

@@ -63,9 +63,10 @@ def copied_sources(stage: list[tuple[str, str]]) -> list[tuple[str, str]]:
 
 
 def exec_form(stage: list[tuple[str, str]], name: str) -> list[str]:
-    """The JSON (exec form) command of CMD, or of HEALTHCHECK's CMD."""
+    """The JSON (exec form) command of CMD, or of HEALTHCHECK's CMD, with this interpreter
+    standing in for the image's `python`."""
     args = next(args for instruction, args in stage if instruction == name)
-    return json.loads(args[args.index("[") :])
+    return [sys.executable if part == "python" else part for part in json.loads(args[args.index("[") :])]
 
 
 def dockerignore() -> list[str]:
@@ -140,15 +141,16 @@ def container(tmp_path: Path):
         "DATA_DIR": str(data),
     }
     port = free_port()
-    command = [sys.executable if part == "python" else part for part in exec_form(stage, "CMD")]
     log = open(tmp_path / "container.log", "wb")
     proc = subprocess.Popen(
-        [*command, "--port", str(port)], cwd=app, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        [*exec_form(stage, "CMD"), "--port", str(port)],
+        cwd=app,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
-    health = [
-        sys.executable if part == "python" else part.replace(":8000/", f":{port}/")
-        for part in exec_form(stage, "HEALTHCHECK")
-    ]
+    health = [part.replace(":8000/", f":{port}/") for part in exec_form(stage, "HEALTHCHECK")]
     yield proc, health, env, app, port, tmp_path / "container.log"
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGKILL)
@@ -165,7 +167,7 @@ def test_the_image_command_starts_in_production_mode_and_passes_its_healthcheck(
 
     wait_until(healthy, 120, "the container's HEALTHCHECK to pass", interval=0.5)
     base = f"http://127.0.0.1:{port}"
-    # Production by default: plain HTTP to the API is sent to HTTPS, with HSTS on HTTPS.
+    # Production by default: plain HTTP to the API is sent to HTTPS.
     response = httpx.get(f"{base}/api/v1/tasks/", follow_redirects=False)
     assert response.status_code == 301 and response.headers["location"].startswith("https://")
     # No default credentials: no demo user unless DEMO_PASSWORD is given.

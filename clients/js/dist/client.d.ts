@@ -16,16 +16,30 @@ export interface TaskProgress {
     [extra: string]: unknown;
 }
 /**
- * Why a subscription stopped for good. `code` is the server's (`deleted`, `unauthenticated`,
- * `not_found`, …) or the client's own (`http_<status>`); `status` is set for HTTP refusals.
+ * Why a connection is not live, or why a subscription stopped. `code` is the server's
+ * (`deleted`, `unauthenticated`, `not_found`, …) or the client's own (see {@link ReasonCode});
+ * `message` is a sentence to show a person; `status` is set for HTTP answers.
  */
 export interface StreamError {
     code: string;
     message: string;
     status?: number;
+    /** For a `429`: how long the client waits before it tries again (the server's `Retry-After`). */
+    retryAfterMs?: number;
 }
-/** Connection state, for a "disconnected" banner: `closed` means the subscription ended. */
-export type ConnectionStatus = "connecting" | "open" | "reconnecting" | "closed";
+/** The client's own reason codes (the server's codes pass through unchanged). */
+export type ReasonCode = "unreachable" | "cors_refused" | "connection_lost" | "silent" | "unauthenticated" | "not_found" | "too_many_streams" | "server_error";
+/**
+ * Connection state, for a status badge:
+ * - `connecting`: the first request is on its way;
+ * - `live`: the stream is open and events arrive as they happen;
+ * - `reconnecting`: the connection is down and the client is retrying (the reason says why);
+ * - `closed`: the subscription ended normally (`complete`, `204`, or `close()`);
+ * - `error`: it stopped for a reason retrying cannot fix (the reason says which).
+ */
+export type ConnectionStatus = "connecting" | "live" | "reconnecting" | "closed" | "error";
+/** Called on every change of status; `reason` is null while `connecting`, `live` or `closed`. */
+export type StatusListener = (status: ConnectionStatus, reason: StreamError | null) => void;
 /**
  * Returns a valid access token. `forceRefresh` is true when the server refused the last one
  * (HTTP 401 or an `unauthenticated` event) or it is about to expire: fetch a new one then.
@@ -43,9 +57,10 @@ export interface StreamOptions {
     onProgress?: (progress: TaskProgress) => void;
     /** A `complete` event: the task ended (check `state`). The per-task stream stops after it. */
     onComplete?: (progress: TaskProgress) => void;
-    /** The subscription stopped because of `error` (not called after `close()`). */
+    /** The subscription stopped because of `error` (status `error`; not called after `close()`). */
     onError?: (error: StreamError) => void;
-    onStatus?: (status: ConnectionStatus) => void;
+    /** Every change of connection status, with the reason while it is not live. */
+    onStatus?: StatusListener;
     /** Origin of the service, e.g. `https://audio.example.com`; default: same origin. */
     baseUrl?: string;
     /** Resume after this event id (e.g. kept across a page reload). */
@@ -58,8 +73,9 @@ export interface StreamOptions {
         max: number;
     };
     /**
-     * Reconnect when nothing (not even a keep-alive, sent every 15 s) arrived for this long:
-     * the connection is dead without having been closed (default 45000 ms).
+     * Reconnect when nothing (not even a keep-alive) arrived for this long: the connection is
+     * dead without having been closed. The server sends a keep-alive after
+     * `SSE_KEEPALIVE_SECONDS` (15 s) of silence; the default, 20000 ms, is that plus a margin.
      */
     heartbeatTimeoutMs?: number;
     /** The fetch implementation (tests, polyfills); default `globalThis.fetch`. */
@@ -112,3 +128,5 @@ export interface TokenManager {
 }
 /** Keep a simplejwt access/refresh pair fresh; concurrent refreshes share one request. */
 export declare function createTokenManager(options: TokenManagerOptions): TokenManager;
+/** `Retry-After` (seconds or an HTTP date) in ms; 5 s when absent or unreadable. */
+export declare function retryAfterMs(header: string | null): number;

@@ -5,7 +5,8 @@
  * client send the short-lived access token in the `Authorization` header (never in a URL),
  * send `Last-Event-ID` itself, and see the HTTP status of every (re)connect: `204` (the task's
  * `complete` was already seen: stop), `401` (refresh the token once, then give up), `404`
- * (unknown or deleted task: stop), `429`/`5xx`/network errors (retry with backoff).
+ * (unknown or deleted task: stop), `429` (wait `Retry-After`), `5xx`/network errors (retry
+ * with backoff). This module imports no UI framework; the React hooks live in `./react`.
  */
 import { createParser } from "eventsource-parser";
 const API = "/api/v1";
@@ -110,9 +111,17 @@ export function createTokenManager(options) {
     };
 }
 // ------------------------------------------------------------------------------------------
+/** End the subscription: normally (`error` null, status `closed`) or for good (status `error`). */
 class Stop {
     constructor(error) {
         this.error = error;
+    }
+}
+/** Try again after the backoff, or after `waitMs` when the server said how long (429). */
+class Retry {
+    constructor(reason, waitMs = 0) {
+        this.reason = reason;
+        this.waitMs = waitMs;
     }
 }
 function openStream(path, pollPath, options, endsOnComplete) {
@@ -121,18 +130,22 @@ function openStream(path, pollPath, options, endsOnComplete) {
     const minDelay = options.retryDelayMs?.min ?? 250;
     const maxDelay = options.retryDelayMs?.max ?? 5000;
     const margin = (options.refreshMarginSeconds ?? 30) * 1000;
-    const heartbeatTimeout = options.heartbeatTimeoutMs ?? 45000;
+    const heartbeatTimeout = options.heartbeatTimeoutMs ?? 20000;
     let lastEventId = options.lastEventId ?? null;
     let closed = false;
     let controller = null;
     let timer;
     let wake = null;
     let status = null;
-    const setStatus = (next) => {
-        if (status === next || (closed && next !== "closed"))
+    let statusReason = null;
+    const setStatus = (next, reason = null) => {
+        if (closed && next !== "closed" && next !== "error")
+            return;
+        if (status === next && sameReason(statusReason, reason))
             return;
         status = next;
-        options.onStatus?.(next);
+        statusReason = reason;
+        options.onStatus?.(next, reason);
     };
     const pause = (ms) => new Promise((resolve) => {
         wake = resolve;
@@ -143,6 +156,7 @@ function openStream(path, pollPath, options, endsOnComplete) {
         let renewing = false;
         let refusedOnce = false;
         let failures = 0;
+        let wasLive = false;
         setStatus("connecting");
         while (!closed) {
             let token;
@@ -168,6 +182,7 @@ function openStream(path, pollPath, options, endsOnComplete) {
             // Reconnect with a fresh token shortly before this one expires (the server would end
             // the stream with an `unauthenticated` event at expiry; this avoids the round trip).
             let expiring = false;
+            let silent = false;
             const expiry = tokenExpiry(token);
             let refreshTimer;
             if (expiry !== null) {
@@ -184,8 +199,17 @@ function openStream(path, pollPath, options, endsOnComplete) {
             const headers = { Accept: "text/event-stream", Authorization: `Bearer ${token}` };
             if (lastEventId)
                 headers["Last-Event-ID"] = lastEventId;
+            let retry;
             try {
-                const res = await doFetch(base + path, { headers, signal: attempt.signal, cache: "no-store" });
+                let res;
+                try {
+                    res = await doFetch(base + path, { headers, signal: attempt.signal, cache: "no-store" });
+                }
+                catch (err) {
+                    if (closed || expiring)
+                        throw err;
+                    throw new Retry(await unreachable(wasLive));
+                }
                 if (res.status === 204) {
                     // The server says this client has seen `complete` already.
                     await res.body?.cancel();
@@ -202,19 +226,24 @@ function openStream(path, pollPath, options, endsOnComplete) {
                 }
                 if (res.status !== 200 || !res.body) {
                     const error = await httpError(res);
-                    if (res.status === 429 || res.status >= 500 || res.status === 408) {
-                        throw new Retry();
-                    }
+                    if (res.status === 429)
+                        throw new Retry(error, error.retryAfterMs);
+                    if (res.status >= 500 || res.status === 408)
+                        throw new Retry(error);
                     throw new Stop(error);
                 }
                 refusedOnce = false;
                 failures = 0;
-                setStatus("open");
-                const outcome = await readEvents(res.body, () => attempt.abort());
+                wasLive = true;
+                const outcome = await readEvents(res.body, () => {
+                    silent = true;
+                    attempt.abort();
+                });
                 if (outcome === "reauthenticate") {
                     forceRefresh = true;
                     continue;
                 }
+                retry = new Retry(REASONS.connection_lost());
             }
             catch (err) {
                 if (err instanceof Stop)
@@ -225,18 +254,47 @@ function openStream(path, pollPath, options, endsOnComplete) {
                     renewing = true;
                     continue;
                 }
-                // Network error, server gone, or a retryable status: back off and reconnect.
+                if (silent)
+                    retry = new Retry(REASONS.silent(heartbeatTimeout));
+                else if (err instanceof Retry)
+                    retry = err;
+                else
+                    retry = new Retry(REASONS.connection_lost());
             }
             finally {
                 clearTimeout(refreshTimer);
             }
             if (closed)
                 return;
-            setStatus("reconnecting");
-            const delay = Math.min(maxDelay, minDelay * 2 ** failures);
+            if (retry.reason.code === "cors_refused")
+                throw new Stop(retry.reason);
+            setStatus("reconnecting", retry.reason);
+            const backoff = Math.min(maxDelay, minDelay * 2 ** failures) * (0.8 + 0.4 * Math.random());
             failures += 1;
-            await pause(delay * (0.8 + 0.4 * Math.random()));
+            await pause(Math.max(backoff, retry.waitMs));
         }
+    };
+    /**
+     * Why a request got no answer. Browsers hide the cause of a failed fetch; for a request to
+     * another origin, a `no-cors` probe of the same URL tells a server that is up but refuses
+     * this origin (CORS) from one that is not there. Only before the first success: a stream
+     * that was live and broke is a lost connection, not a policy.
+     */
+    const unreachable = async (wasLive) => {
+        const url = new URL(base + path, globalThis.location?.href ?? "http://localhost/");
+        const origin = globalThis.location?.origin;
+        if (globalThis.navigator?.onLine === false)
+            return REASONS.offline();
+        if (!wasLive && origin && url.origin !== origin) {
+            try {
+                await doFetch(url.href, { mode: "no-cors", cache: "no-store", signal: AbortSignal.timeout(5000) });
+                return REASONS.cors_refused(url.origin, origin);
+            }
+            catch {
+                // Not there at all.
+            }
+        }
+        return REASONS.unreachable(url.origin);
     };
     /** Read events until the response ends; "reauthenticate" after an `unauthenticated` event. */
     const readEvents = async (body, abort) => {
@@ -265,6 +323,10 @@ function openStream(path, pollPath, options, endsOnComplete) {
                     break;
                 arm();
                 parser.feed(decoder.decode(value, { stream: true }));
+                // Live once the first chunk (the server's snapshot, or a keep-alive) is in: by then
+                // the current state of every task the stream covers has been passed on.
+                if (result === null)
+                    setStatus("live");
             }
         }
         finally {
@@ -322,9 +384,13 @@ function openStream(path, pollPath, options, endsOnComplete) {
         const error = err instanceof Stop ? err.error : { code: "client_error", message: errorText(err, "Stream failed.") };
         const wasClosed = closed;
         stop();
-        setStatus("closed");
-        if (error && !wasClosed)
+        if (error && !wasClosed) {
+            setStatus("error", error);
             options.onError?.(error);
+        }
+        else {
+            setStatus("closed");
+        }
     });
     return {
         close() {
@@ -347,21 +413,68 @@ function openStream(path, pollPath, options, endsOnComplete) {
         }
     }
 }
-class Retry extends Error {
-}
+/** The sentences behind the client's own reason codes. */
+const REASONS = {
+    unreachable: (origin) => ({
+        code: "unreachable",
+        message: `The service at ${origin} cannot be reached (it is down, or the network is).`,
+    }),
+    offline: () => ({ code: "unreachable", message: "This device is offline." }),
+    cors_refused: (service, page) => ({
+        code: "cors_refused",
+        message: `The service at ${service} does not accept requests from ${page}: add that origin to its CORS_ALLOWED_ORIGINS.`,
+    }),
+    connection_lost: () => ({ code: "connection_lost", message: "The connection to the service was lost." }),
+    silent: (ms) => ({
+        code: "silent",
+        message: `Nothing came from the service for ${Math.round(ms / 1000)} s, not even a keep-alive: the connection is presumed dead.`,
+    }),
+};
+/** What an HTTP status means for a person, when the server's body does not say. */
+const STATUS_TEXT = {
+    401: ["unauthenticated", "The service refused the access token (expired or revoked): sign in again."],
+    403: ["forbidden", "The service refused access to this stream."],
+    404: ["not_found", "The service knows no such task (or it belongs to another user)."],
+    429: ["too_many_streams", "Too many streams are open for this user."],
+};
 async function httpError(res) {
+    const [fallbackCode, fallbackText] = STATUS_TEXT[res.status] ?? (res.status >= 500 ? ["server_error", `The service failed (HTTP ${res.status}).`] : [`http_${res.status}`, `The service answered HTTP ${res.status}.`]);
+    let code = fallbackCode;
+    let message = fallbackText;
     try {
         const body = (await res.json());
-        if (body.error?.code) {
-            // A refused token is `unauthenticated`, like the server's final `error` event.
-            const code = res.status === 401 ? "unauthenticated" : body.error.code;
-            return { code, message: body.error.message ?? "", status: res.status };
-        }
+        // A refused token is `unauthenticated`, like the server's final `error` event, and its
+        // sentence is ours: simplejwt's ("Given token not valid for any token type") helps no one.
+        if (body.error?.code && res.status !== 401)
+            code = body.error.code;
+        if (body.error?.message && res.status !== 401)
+            message = body.error.message;
     }
     catch {
-        // Not JSON: fall through.
+        // Not JSON: keep the sentence for the status.
     }
-    return { code: `http_${res.status}`, message: `HTTP ${res.status}`, status: res.status };
+    const error = { code, message, status: res.status };
+    if (res.status === 429) {
+        const wait = retryAfterMs(res.headers.get("Retry-After"));
+        error.retryAfterMs = wait;
+        error.message = `${message.replace(/\.?$/, ".")} Trying again in ${Math.ceil(wait / 1000)} s.`;
+    }
+    return error;
+}
+/** `Retry-After` (seconds or an HTTP date) in ms; 5 s when absent or unreadable. */
+export function retryAfterMs(header) {
+    if (header) {
+        const seconds = Number(header);
+        if (Number.isFinite(seconds) && seconds >= 0)
+            return seconds * 1000;
+        const at = Date.parse(header);
+        if (!Number.isNaN(at))
+            return Math.max(0, at - Date.now());
+    }
+    return 5000;
+}
+function sameReason(a, b) {
+    return a?.code === b?.code && a?.message === b?.message;
 }
 function errorText(err, fallback) {
     return err instanceof Error && err.message ? err.message : fallback;

@@ -93,7 +93,7 @@ test("kill and restart the server mid-task: the page shows it and recovers witho
   await expect(page.locator("#connection")).toHaveText("Live");
   const statuses = await page.evaluate(() => (window as unknown as { statuses: string[] }).statuses);
   expect(statuses).toContain("reconnecting"); // the page showed that it was cut off
-  expect(statuses.at(-1)).toBe("open");
+  expect(statuses.at(-1)).toBe("live");
   await expect(bar).toHaveAttribute("data-state", "completed", { timeout: 60_000 });
   await expect(bar.locator("progress")).toHaveJSProperty("value", 100);
   expect(await page.evaluate(() => (window as unknown as { marker: number }).marker)).toBe(42);

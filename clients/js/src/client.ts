@@ -5,7 +5,8 @@
  * client send the short-lived access token in the `Authorization` header (never in a URL),
  * send `Last-Event-ID` itself, and see the HTTP status of every (re)connect: `204` (the task's
  * `complete` was already seen: stop), `401` (refresh the token once, then give up), `404`
- * (unknown or deleted task: stop), `429`/`5xx`/network errors (retry with backoff).
+ * (unknown or deleted task: stop), `429` (wait `Retry-After`), `5xx`/network errors (retry
+ * with backoff). This module imports no UI framework; the React hooks live in `./react`.
  */
 import { createParser, type EventSourceMessage } from "eventsource-parser";
 
@@ -29,17 +30,41 @@ export interface TaskProgress {
 }
 
 /**
- * Why a subscription stopped for good. `code` is the server's (`deleted`, `unauthenticated`,
- * `not_found`, …) or the client's own (`http_<status>`); `status` is set for HTTP refusals.
+ * Why a connection is not live, or why a subscription stopped. `code` is the server's
+ * (`deleted`, `unauthenticated`, `not_found`, …) or the client's own (see {@link ReasonCode});
+ * `message` is a sentence to show a person; `status` is set for HTTP answers.
  */
 export interface StreamError {
   code: string;
   message: string;
   status?: number;
+  /** For a `429`: how long the client waits before it tries again (the server's `Retry-After`). */
+  retryAfterMs?: number;
 }
 
-/** Connection state, for a "disconnected" banner: `closed` means the subscription ended. */
-export type ConnectionStatus = "connecting" | "open" | "reconnecting" | "closed";
+/** The client's own reason codes (the server's codes pass through unchanged). */
+export type ReasonCode =
+  | "unreachable" // no answer at all: server down, network lost, DNS
+  | "cors_refused" // the server answers, but not to this page's origin (CORS_ALLOWED_ORIGINS)
+  | "connection_lost" // a live stream broke or ended without `complete`
+  | "silent" // nothing arrived, not even a keep-alive, within `heartbeatTimeoutMs`
+  | "unauthenticated" // 401, also after one token refresh, or no token could be had
+  | "not_found" // 404: unknown task, another user's, or deleted
+  | "too_many_streams" // 429: waiting Retry-After
+  | "server_error"; // 5xx
+
+/**
+ * Connection state, for a status badge:
+ * - `connecting`: the first request is on its way;
+ * - `live`: the stream is open and events arrive as they happen;
+ * - `reconnecting`: the connection is down and the client is retrying (the reason says why);
+ * - `closed`: the subscription ended normally (`complete`, `204`, or `close()`);
+ * - `error`: it stopped for a reason retrying cannot fix (the reason says which).
+ */
+export type ConnectionStatus = "connecting" | "live" | "reconnecting" | "closed" | "error";
+
+/** Called on every change of status; `reason` is null while `connecting`, `live` or `closed`. */
+export type StatusListener = (status: ConnectionStatus, reason: StreamError | null) => void;
 
 /**
  * Returns a valid access token. `forceRefresh` is true when the server refused the last one
@@ -57,9 +82,10 @@ export interface StreamOptions {
   onProgress?: (progress: TaskProgress) => void;
   /** A `complete` event: the task ended (check `state`). The per-task stream stops after it. */
   onComplete?: (progress: TaskProgress) => void;
-  /** The subscription stopped because of `error` (not called after `close()`). */
+  /** The subscription stopped because of `error` (status `error`; not called after `close()`). */
   onError?: (error: StreamError) => void;
-  onStatus?: (status: ConnectionStatus) => void;
+  /** Every change of connection status, with the reason while it is not live. */
+  onStatus?: StatusListener;
   /** Origin of the service, e.g. `https://audio.example.com`; default: same origin. */
   baseUrl?: string;
   /** Resume after this event id (e.g. kept across a page reload). */
@@ -69,8 +95,9 @@ export interface StreamOptions {
   /** First and largest reconnect delay in ms (default 250 and 5000; doubles per failure). */
   retryDelayMs?: { min: number; max: number };
   /**
-   * Reconnect when nothing (not even a keep-alive, sent every 15 s) arrived for this long:
-   * the connection is dead without having been closed (default 45000 ms).
+   * Reconnect when nothing (not even a keep-alive) arrived for this long: the connection is
+   * dead without having been closed. The server sends a keep-alive after
+   * `SSE_KEEPALIVE_SECONDS` (15 s) of silence; the default, 20000 ms, is that plus a margin.
    */
   heartbeatTimeoutMs?: number;
   /** The fetch implementation (tests, polyfills); default `globalThis.fetch`. */
@@ -219,8 +246,17 @@ export function createTokenManager(options: TokenManagerOptions): TokenManager {
 
 // ------------------------------------------------------------------------------------------
 
+/** End the subscription: normally (`error` null, status `closed`) or for good (status `error`). */
 class Stop {
   constructor(readonly error: StreamError | null) {}
+}
+
+/** Try again after the backoff, or after `waitMs` when the server said how long (429). */
+class Retry {
+  constructor(
+    readonly reason: StreamError,
+    readonly waitMs = 0,
+  ) {}
 }
 
 function openStream(
@@ -234,18 +270,21 @@ function openStream(
   const minDelay = options.retryDelayMs?.min ?? 250;
   const maxDelay = options.retryDelayMs?.max ?? 5000;
   const margin = (options.refreshMarginSeconds ?? 30) * 1000;
-  const heartbeatTimeout = options.heartbeatTimeoutMs ?? 45_000;
+  const heartbeatTimeout = options.heartbeatTimeoutMs ?? 20_000;
   let lastEventId: string | null = options.lastEventId ?? null;
   let closed = false;
   let controller: AbortController | null = null;
   let timer: ReturnType<typeof setTimeout> | undefined;
   let wake: (() => void) | null = null;
   let status: ConnectionStatus | null = null;
+  let statusReason: StreamError | null = null;
 
-  const setStatus = (next: ConnectionStatus): void => {
-    if (status === next || (closed && next !== "closed")) return;
+  const setStatus = (next: ConnectionStatus, reason: StreamError | null = null): void => {
+    if (closed && next !== "closed" && next !== "error") return;
+    if (status === next && sameReason(statusReason, reason)) return;
     status = next;
-    options.onStatus?.(next);
+    statusReason = reason;
+    options.onStatus?.(next, reason);
   };
 
   const pause = (ms: number): Promise<void> =>
@@ -259,6 +298,7 @@ function openStream(
     let renewing = false;
     let refusedOnce = false;
     let failures = 0;
+    let wasLive = false;
     setStatus("connecting");
     while (!closed) {
       let token: string;
@@ -281,6 +321,7 @@ function openStream(
       // Reconnect with a fresh token shortly before this one expires (the server would end
       // the stream with an `unauthenticated` event at expiry; this avoids the round trip).
       let expiring = false;
+      let silent = false;
       const expiry = tokenExpiry(token);
       let refreshTimer: ReturnType<typeof setTimeout> | undefined;
       if (expiry !== null) {
@@ -296,8 +337,15 @@ function openStream(
       }
       const headers: Record<string, string> = { Accept: "text/event-stream", Authorization: `Bearer ${token}` };
       if (lastEventId) headers["Last-Event-ID"] = lastEventId;
+      let retry: Retry;
       try {
-        const res = await doFetch(base + path, { headers, signal: attempt.signal, cache: "no-store" });
+        let res: Response;
+        try {
+          res = await doFetch(base + path, { headers, signal: attempt.signal, cache: "no-store" });
+        } catch (err) {
+          if (closed || expiring) throw err;
+          throw new Retry(await unreachable(wasLive));
+        }
         if (res.status === 204) {
           // The server says this client has seen `complete` already.
           await res.body?.cancel();
@@ -313,19 +361,22 @@ function openStream(
         }
         if (res.status !== 200 || !res.body) {
           const error = await httpError(res);
-          if (res.status === 429 || res.status >= 500 || res.status === 408) {
-            throw new Retry();
-          }
+          if (res.status === 429) throw new Retry(error, error.retryAfterMs);
+          if (res.status >= 500 || res.status === 408) throw new Retry(error);
           throw new Stop(error);
         }
         refusedOnce = false;
         failures = 0;
-        setStatus("open");
-        const outcome = await readEvents(res.body, () => attempt.abort());
+        wasLive = true;
+        const outcome = await readEvents(res.body, () => {
+          silent = true;
+          attempt.abort();
+        });
         if (outcome === "reauthenticate") {
           forceRefresh = true;
           continue;
         }
+        retry = new Retry(REASONS.connection_lost());
       } catch (err) {
         if (err instanceof Stop) throw err;
         if (closed) return;
@@ -333,16 +384,40 @@ function openStream(
           renewing = true;
           continue;
         }
-        // Network error, server gone, or a retryable status: back off and reconnect.
+        if (silent) retry = new Retry(REASONS.silent(heartbeatTimeout));
+        else if (err instanceof Retry) retry = err;
+        else retry = new Retry(REASONS.connection_lost());
       } finally {
         clearTimeout(refreshTimer);
       }
       if (closed) return;
-      setStatus("reconnecting");
-      const delay = Math.min(maxDelay, minDelay * 2 ** failures);
+      if (retry.reason.code === "cors_refused") throw new Stop(retry.reason);
+      setStatus("reconnecting", retry.reason);
+      const backoff = Math.min(maxDelay, minDelay * 2 ** failures) * (0.8 + 0.4 * Math.random());
       failures += 1;
-      await pause(delay * (0.8 + 0.4 * Math.random()));
+      await pause(Math.max(backoff, retry.waitMs));
     }
+  };
+
+  /**
+   * Why a request got no answer. Browsers hide the cause of a failed fetch; for a request to
+   * another origin, a `no-cors` probe of the same URL tells a server that is up but refuses
+   * this origin (CORS) from one that is not there. Only before the first success: a stream
+   * that was live and broke is a lost connection, not a policy.
+   */
+  const unreachable = async (wasLive: boolean): Promise<StreamError> => {
+    const url = new URL(base + path, globalThis.location?.href ?? "http://localhost/");
+    const origin = globalThis.location?.origin;
+    if (globalThis.navigator?.onLine === false) return REASONS.offline();
+    if (!wasLive && origin && url.origin !== origin) {
+      try {
+        await doFetch(url.href, { mode: "no-cors", cache: "no-store", signal: AbortSignal.timeout(5000) });
+        return REASONS.cors_refused(url.origin, origin);
+      } catch {
+        // Not there at all.
+      }
+    }
+    return REASONS.unreachable(url.origin);
   };
 
   /** Read events until the response ends; "reauthenticate" after an `unauthenticated` event. */
@@ -372,6 +447,9 @@ function openStream(
         if (done) break;
         arm();
         parser.feed(decoder.decode(value, { stream: true }));
+        // Live once the first chunk (the server's snapshot, or a keep-alive) is in: by then
+        // the current state of every task the stream covers has been passed on.
+        if (result === null) setStatus("live");
       }
     } finally {
       clearTimeout(watchdog);
@@ -427,8 +505,12 @@ function openStream(
       const error = err instanceof Stop ? err.error : { code: "client_error", message: errorText(err, "Stream failed.") };
       const wasClosed = closed;
       stop();
-      setStatus("closed");
-      if (error && !wasClosed) options.onError?.(error);
+      if (error && !wasClosed) {
+        setStatus("error", error);
+        options.onError?.(error);
+      } else {
+        setStatus("closed");
+      }
     },
   );
 
@@ -453,20 +535,68 @@ function openStream(
   }
 }
 
-class Retry extends Error {}
+/** The sentences behind the client's own reason codes. */
+const REASONS = {
+  unreachable: (origin: string): StreamError => ({
+    code: "unreachable",
+    message: `The service at ${origin} cannot be reached (it is down, or the network is).`,
+  }),
+  offline: (): StreamError => ({ code: "unreachable", message: "This device is offline." }),
+  cors_refused: (service: string, page: string): StreamError => ({
+    code: "cors_refused",
+    message: `The service at ${service} does not accept requests from ${page}: add that origin to its CORS_ALLOWED_ORIGINS.`,
+  }),
+  connection_lost: (): StreamError => ({ code: "connection_lost", message: "The connection to the service was lost." }),
+  silent: (ms: number): StreamError => ({
+    code: "silent",
+    message: `Nothing came from the service for ${Math.round(ms / 1000)} s, not even a keep-alive: the connection is presumed dead.`,
+  }),
+};
+
+/** What an HTTP status means for a person, when the server's body does not say. */
+const STATUS_TEXT: Record<number, [string, string]> = {
+  401: ["unauthenticated", "The service refused the access token (expired or revoked): sign in again."],
+  403: ["forbidden", "The service refused access to this stream."],
+  404: ["not_found", "The service knows no such task (or it belongs to another user)."],
+  429: ["too_many_streams", "Too many streams are open for this user."],
+};
 
 async function httpError(res: Response): Promise<StreamError> {
+  const [fallbackCode, fallbackText] =
+    STATUS_TEXT[res.status] ?? (res.status >= 500 ? ["server_error", `The service failed (HTTP ${res.status}).`] : [`http_${res.status}`, `The service answered HTTP ${res.status}.`]);
+  let code = fallbackCode;
+  let message = fallbackText;
   try {
     const body = (await res.json()) as { error?: { code?: string; message?: string } };
-    if (body.error?.code) {
-      // A refused token is `unauthenticated`, like the server's final `error` event.
-      const code = res.status === 401 ? "unauthenticated" : body.error.code;
-      return { code, message: body.error.message ?? "", status: res.status };
-    }
+    // A refused token is `unauthenticated`, like the server's final `error` event, and its
+    // sentence is ours: simplejwt's ("Given token not valid for any token type") helps no one.
+    if (body.error?.code && res.status !== 401) code = body.error.code;
+    if (body.error?.message && res.status !== 401) message = body.error.message;
   } catch {
-    // Not JSON: fall through.
+    // Not JSON: keep the sentence for the status.
   }
-  return { code: `http_${res.status}`, message: `HTTP ${res.status}`, status: res.status };
+  const error: StreamError = { code, message, status: res.status };
+  if (res.status === 429) {
+    const wait = retryAfterMs(res.headers.get("Retry-After"));
+    error.retryAfterMs = wait;
+    error.message = `${message.replace(/\.?$/, ".")} Trying again in ${Math.ceil(wait / 1000)} s.`;
+  }
+  return error;
+}
+
+/** `Retry-After` (seconds or an HTTP date) in ms; 5 s when absent or unreadable. */
+export function retryAfterMs(header: string | null): number {
+  if (header) {
+    const seconds = Number(header);
+    if (Number.isFinite(seconds) && seconds >= 0) return seconds * 1000;
+    const at = Date.parse(header);
+    if (!Number.isNaN(at)) return Math.max(0, at - Date.now());
+  }
+  return 5000;
+}
+
+function sameReason(a: StreamError | null, b: StreamError | null): boolean {
+  return a?.code === b?.code && a?.message === b?.message;
 }
 
 function errorText(err: unknown, fallback: string): string {

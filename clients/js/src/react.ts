@@ -1,54 +1,165 @@
-/** React binding: `useTaskProgress(taskId, getToken)` follows one task's stream. */
-import { useEffect, useRef, useState } from "react";
+/**
+ * React bindings (`@audio-tasks/client/react`): a provider that follows every task over one
+ * stream, and hooks that read it; `useTaskProgress(id, getToken)` also works alone.
+ */
+import {
+  createContext,
+  createElement,
+  useCallback,
+  useContext,
+  useEffect,
+  useMemo,
+  useRef,
+  useState,
+  useSyncExternalStore,
+  type ReactElement,
+  type ReactNode,
+} from "react";
 
-import { subscribeToTask, type GetToken, type StreamError, type TaskProgress } from "./client.js";
+import {
+  subscribeToTask,
+  type ConnectionStatus,
+  type GetToken,
+  type StreamError,
+  type TaskProgress,
+} from "./client.js";
+import { createTaskStore, type ConnectionState, type TaskEntry, type TaskStore } from "./store.js";
 
 /** What {@link useTaskProgress} returns. */
 export interface TaskProgressState {
   /** The newest TaskProgress, or null before the first event. */
   progress: TaskProgress | null;
-  /** True once the task ended (`complete` received, or `204` on resume); check `progress.state`. */
+  /** True once the task ended (completed, failed or cancelled); check `progress.state`. */
   isComplete: boolean;
-  /** Why the stream stopped early (`deleted`, `not_found`, `unauthenticated`, …), else null. */
+  /** Why following the task stopped (`deleted`, `not_found`, `unauthenticated`, …), else null. */
   error: StreamError | null;
+  /** The connection: `connecting`, `live`, `reconnecting`, `closed` or `error`. */
+  status: ConnectionStatus;
+  /** Why the connection is not live (a sentence in `reason.message`), else null. */
+  reason: StreamError | null;
 }
 
-/** Options of {@link useTaskProgress}. */
+/** Options of {@link useTaskProgress} when it opens its own stream. */
 export interface UseTaskProgressOptions {
   baseUrl?: string;
   fetch?: typeof fetch;
+  heartbeatTimeoutMs?: number;
 }
 
-const INITIAL: TaskProgressState = { progress: null, isComplete: false, error: null };
+/** Props of {@link TaskProgressProvider}. */
+export interface TaskProgressProviderProps extends UseTaskProgressOptions {
+  /** Gives an access token; may change identity between renders without reopening the stream. */
+  getToken: GetToken;
+  children?: ReactNode;
+}
+
+/** What {@link useTasksProgress} returns. */
+export interface TasksProgressState extends ConnectionState {
+  /** Every task the stream has told of, by id (deleted tasks leave it). */
+  tasks: ReadonlyMap<string, TaskProgress>;
+}
+
+const TERMINAL = new Set(["completed", "failed", "cancelled"]);
+const INITIAL: TaskProgressState = { progress: null, isComplete: false, error: null, status: "connecting", reason: null };
+const IDLE: ConnectionState = { status: "closed", reason: null };
+const StoreContext = createContext<TaskStore | null>(null);
+const noSubscription = (): (() => void) => () => undefined;
 
 /**
- * Follow a task's progress; `getToken` may change identity between renders without
- * reopening the stream. The subscription is closed on unmount and when `taskId` changes
- * (so React 18 strict mode's mount–unmount–mount leaves exactly one open stream).
+ * Follow every task of the signed-in user over ONE all-tasks stream (browsers allow six
+ * HTTP/1.1 connections per host), for the hooks below it. Mount it once, high in the tree.
+ */
+export function TaskProgressProvider({ getToken, baseUrl, fetch, heartbeatTimeoutMs, children }: TaskProgressProviderProps): ReactElement {
+  const tokenRef = useRef(getToken);
+  tokenRef.current = getToken;
+  const store = useMemo(
+    () => createTaskStore({ getToken: (opts) => tokenRef.current(opts), baseUrl, fetch, heartbeatTimeoutMs }),
+    [baseUrl, fetch, heartbeatTimeoutMs],
+  );
+  useEffect(() => {
+    // Strict mode's mount–unmount–mount closes the first stream before it sends a request.
+    store.connect();
+    return () => store.close();
+  }, [store]);
+  return createElement(StoreContext.Provider, { value: store }, children);
+}
+
+function useStore(hook: string): TaskStore {
+  const store = useContext(StoreContext);
+  if (!store) throw new Error(`${hook} needs a <TaskProgressProvider> above it.`);
+  return store;
+}
+
+/** Every task's progress and the connection, from the provider's one stream. */
+export function useTasksProgress(): TasksProgressState {
+  const store = useStore("useTasksProgress()");
+  const tasks = useSyncExternalStore(store.subscribe, store.tasks, store.tasks);
+  const connection = useSyncExternalStore(store.subscribe, store.connection, store.connection);
+  return useMemo(() => ({ tasks, ...connection }), [tasks, connection]);
+}
+
+/** The provider's connection: `{status, reason}`, for a status badge. */
+export function useConnectionStatus(): ConnectionState {
+  const store = useStore("useConnectionStatus()");
+  return useSyncExternalStore(store.subscribe, store.connection, store.connection);
+}
+
+/**
+ * Follow one task. Without `getToken` it reads the provider's shared stream (any number of
+ * bars, one connection); with `getToken` it opens the task's own stream, closed on unmount
+ * and when `taskId` changes (React strict mode's double effect leaves exactly one).
  */
 export function useTaskProgress(
   taskId: string | null | undefined,
-  getToken: GetToken,
+  getToken?: GetToken,
   options: UseTaskProgressOptions = {},
 ): TaskProgressState {
-  const [state, setState] = useState<TaskProgressState>(INITIAL);
+  const context = useContext(StoreContext);
+  const shared = getToken === undefined;
+  if (shared && !context) throw new Error("useTaskProgress(taskId) without getToken needs a <TaskProgressProvider> above it.");
+  const store = shared ? context : null;
+
+  // Its own stream (with getToken).
+  const [own, setOwn] = useState<TaskProgressState>(INITIAL);
   const tokenRef = useRef(getToken);
   tokenRef.current = getToken;
-  const { baseUrl, fetch } = options;
-
+  const { baseUrl, fetch, heartbeatTimeoutMs } = options;
   useEffect(() => {
-    setState(INITIAL);
-    if (!taskId) return undefined;
+    setOwn(INITIAL);
+    if (shared || !taskId) return undefined;
     const subscription = subscribeToTask(taskId, {
-      getToken: (opts) => tokenRef.current(opts),
+      getToken: (opts) => (tokenRef.current as GetToken)(opts),
       baseUrl,
       fetch,
-      onProgress: (progress) => setState((s) => ({ ...s, progress })),
-      onComplete: (progress) => setState({ progress, isComplete: true, error: null }),
-      onError: (error) => setState((s) => ({ ...s, error })),
+      heartbeatTimeoutMs,
+      onProgress: (progress) => setOwn((s) => ({ ...s, progress })),
+      onComplete: (progress) => setOwn((s) => ({ ...s, progress, isComplete: true, error: null })),
+      onError: (error) => setOwn((s) => ({ ...s, error })),
+      onStatus: (status, reason) => setOwn((s) => ({ ...s, status, reason })),
     });
     return () => subscription.close();
-  }, [taskId, baseUrl, fetch]);
+  }, [shared, taskId, baseUrl, fetch, heartbeatTimeoutMs]);
 
-  return state;
+  // The provider's stream (without getToken).
+  const subscribe = store ? store.subscribe : noSubscription;
+  const readEntry = useCallback((): TaskEntry | undefined => (store && taskId ? store.get(taskId) : undefined), [store, taskId]);
+  const readConnection = useCallback((): ConnectionState => (store ? store.connection() : IDLE), [store]);
+  const entry = useSyncExternalStore(subscribe, readEntry, readEntry);
+  const connection = useSyncExternalStore(subscribe, readConnection, readConnection);
+  useEffect(() => (store && taskId ? store.watch(taskId) : undefined), [store, taskId]);
+
+  return useMemo((): TaskProgressState => {
+    if (!store) return own;
+    const progress = entry?.progress ?? null;
+    const stopped = connection.status === "error" ? connection.reason : null;
+    return {
+      progress,
+      isComplete: progress !== null && TERMINAL.has(progress.state),
+      error: entry?.error ?? stopped,
+      status: connection.status,
+      reason: connection.reason,
+    };
+  }, [store, own, entry, connection]);
 }
+
+export type { ConnectionState, ConnectionStatus, StreamError, TaskProgress };

@@ -136,7 +136,7 @@ describe("subscribeToTask", () => {
     stream.send("error", { code: "deleted", message: "The task was deleted." }, `task-${T}:4`);
     await waitFor(() => seen.errors.length === 1, "the error");
     expect(seen.errors[0].code).toBe("deleted");
-    expect(seen.statuses.at(-1)).toBe("closed");
+    expect(seen.statuses.at(-1)).toBe("error");
     await expect(server.request(1, 100)).rejects.toThrow(/never came/);
   });
 
@@ -250,6 +250,142 @@ describe("subscribeToTask", () => {
     expect(seen.statuses.at(-1)).toBe("closed");
     await expect(server.request(1, 100)).rejects.toThrow(/never came/);
     expect(seen.errors).toEqual([]);
+  });
+});
+
+describe("connection status and reasons", () => {
+  /** The statuses and reasons a subscription reported, as `status` or `status:code`. */
+  function statusLog() {
+    const log: string[] = [];
+    const reasons: StreamError[] = [];
+    const onStatus = (status: ConnectionStatus, reason: StreamError | null): void => {
+      log.push(reason ? `${status}:${reason.code}` : status);
+      if (reason) reasons.push(reason);
+    };
+    return { log, reasons, onStatus };
+  }
+
+  afterEach(() => {
+    vi.unstubAllGlobals();
+  });
+
+  it("is connecting until the first chunk arrives, then live", async () => {
+    const server = new FakeSseServer();
+    const { log, onStatus } = statusLog();
+    const sub = subscribeToTask(T, { getToken: () => fakeJwt(3600), fetch: server.fetch, onStatus, ...fast });
+    const stream = (await server.request(0)).open();
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(log).toEqual(["connecting"]);
+    stream.send("progress", progress(T, 1), `task-${T}:1`);
+    await waitFor(() => log.includes("live"), "live");
+    expect(log).toEqual(["connecting", "live"]);
+    sub.close();
+    expect(log.at(-1)).toBe("closed");
+  });
+
+  it("429: says so and waits Retry-After before the next try", async () => {
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "Date"] });
+    const server = new FakeSseServer();
+    const { log, reasons, onStatus } = statusLog();
+    const sub = subscribeToTask(T, { getToken: () => fakeJwt(3600), fetch: server.fetch, onStatus, ...fast });
+    await vi.advanceTimersByTimeAsync(0);
+    server.requests[0].respond(429, { error: { code: "too_many_streams", message: "Too many open streams." } }, { "Retry-After": "7" });
+    await vi.advanceTimersByTimeAsync(0);
+    expect(log).toEqual(["connecting", "reconnecting:too_many_streams"]);
+    expect(reasons[0]).toMatchObject({ status: 429, retryAfterMs: 7000, message: "Too many open streams. Trying again in 7 s." });
+    await vi.advanceTimersByTimeAsync(6_900);
+    expect(server.requests).toHaveLength(1);
+    await vi.advanceTimersByTimeAsync(200);
+    expect(server.requests).toHaveLength(2);
+    sub.close();
+  });
+
+  it("404 and a refused token end in `error` with a sentence, not endless retries", async () => {
+    const server = new FakeSseServer();
+    const notFound = statusLog();
+    subscribeToTask(T, { getToken: () => fakeJwt(3600), fetch: server.fetch, onStatus: notFound.onStatus, ...fast });
+    (await server.request(0)).respond(404, { error: { code: "not_found", message: "Task task_abc not found." } });
+    await waitFor(() => notFound.log.at(-1) === "error:not_found", "error:not_found");
+    expect(notFound.reasons.at(-1)?.message).toBe("Task task_abc not found.");
+
+    const refused = statusLog();
+    subscribeToTask(T, { getToken: () => fakeJwt(3600), fetch: server.fetch, onStatus: refused.onStatus, ...fast });
+    const simplejwt = { error: { code: "token_not_valid", message: "Given token not valid for any token type" } };
+    (await server.request(1)).respond(401, simplejwt);
+    (await server.request(2)).respond(401, simplejwt);
+    await waitFor(() => refused.log.at(-1) === "error:unauthenticated", "error:unauthenticated");
+    expect(refused.reasons.at(-1)?.message).toMatch(/refused the access token .*sign in again/);
+    await expect(server.request(3, 100)).rejects.toThrow(/never came/);
+  });
+
+  it("server gone: a broken live stream is `connection_lost`, then `unreachable` while nothing answers", async () => {
+    const server = new FakeSseServer();
+    const { log, reasons, onStatus } = statusLog();
+    const sub = subscribeToTask(T, { getToken: () => fakeJwt(3600), fetch: server.fetch, baseUrl: "http://api.test", onStatus, ...fast });
+    const stream = (await server.request(0)).open();
+    stream.send("progress", progress(T, 5), `task-${T}:1`);
+    await waitFor(() => log.includes("live"), "live");
+    stream.fail();
+    (await server.request(1)).refuse();
+    await waitFor(() => log.includes("reconnecting:unreachable"), "unreachable");
+    expect(log).toEqual(["connecting", "live", "reconnecting:connection_lost", "reconnecting:unreachable"]);
+    expect(reasons.at(-1)?.message).toBe("The service at http://api.test cannot be reached (it is down, or the network is).");
+    const back = (await server.request(2)).open();
+    back.send("progress", progress(T, 9), `task-${T}:2`);
+    await waitFor(() => log.at(-1) === "live", "live again");
+    sub.close();
+  });
+
+  it("from another origin: a server that answers but not to this origin is `cors_refused`, and final", async () => {
+    vi.stubGlobal("location", new URL("http://app.test/page"));
+    const server = new FakeSseServer();
+    const { log, reasons, onStatus } = statusLog();
+    const errors: StreamError[] = [];
+    subscribeToTask(T, {
+      getToken: () => fakeJwt(3600), fetch: server.fetch, baseUrl: "http://api.test", onStatus, onError: (e) => errors.push(e), ...fast,
+    });
+    (await server.request(0)).refuse();
+    const probe = await server.request(1);
+    expect(probe.mode).toBe("no-cors");
+    expect(probe.url).toBe(`http://api.test${STREAM}`);
+    expect(probe.headers.authorization).toBeUndefined();
+    probe.respond(401);
+    await waitFor(() => errors.length === 1, "the final error");
+    expect(log).toEqual(["connecting", "error:cors_refused"]);
+    expect(reasons[0].message).toBe(
+      "The service at http://api.test does not accept requests from http://app.test: add that origin to its CORS_ALLOWED_ORIGINS.",
+    );
+    await expect(server.request(2, 100)).rejects.toThrow(/never came/);
+  });
+
+  it("from another origin: when the probe gets no answer either, the server is `unreachable` and retried", async () => {
+    vi.stubGlobal("location", new URL("http://app.test/page"));
+    const server = new FakeSseServer();
+    const { log, onStatus } = statusLog();
+    const sub = subscribeToTask(T, { getToken: () => fakeJwt(3600), fetch: server.fetch, baseUrl: "http://api.test", onStatus, ...fast });
+    (await server.request(0)).refuse();
+    (await server.request(1)).refuse();
+    await waitFor(() => log.includes("reconnecting:unreachable"), "unreachable");
+    expect((await server.request(2)).mode).toBeUndefined(); // the next real try
+    sub.close();
+  });
+
+  it("notices a dead connection 20 s after the last byte by default (keep-alives come every 15 s)", async () => {
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "Date"] });
+    const server = new FakeSseServer();
+    const { log, onStatus } = statusLog();
+    const sub = subscribeToTask(T, { getToken: () => fakeJwt(3600), fetch: server.fetch, onStatus, ...fast });
+    await vi.advanceTimersByTimeAsync(0);
+    const stream = server.requests[0].open();
+    stream.comment("keep-alive");
+    await vi.advanceTimersByTimeAsync(15_000);
+    stream.comment("keep-alive");
+    await vi.advanceTimersByTimeAsync(19_900);
+    expect(log).toEqual(["connecting", "live"]);
+    await vi.advanceTimersByTimeAsync(200);
+    expect(log.at(-1)).toBe("reconnecting:silent");
+    expect(server.requests[0].signal?.aborted).toBe(true);
+    sub.close();
   });
 });
 

@@ -7,14 +7,20 @@ export interface RecordedRequest {
   url: string;
   headers: Record<string, string>;
   signal: AbortSignal | undefined;
-  /** Answer with a status and an optional JSON body (204, 401, 404, polling JSON, …). */
-  respond(status: number, body?: unknown): void;
+  /** The fetch `mode` (`no-cors` for the client's reachability probe). */
+  mode: RequestMode | undefined;
+  /** Answer with a status, an optional JSON body (204, 401, 404, polling JSON, …) and headers. */
+  respond(status: number, body?: unknown, headers?: Record<string, string>): void;
+  /** No answer at all: what `fetch` does when the server is down or CORS refuses the page. */
+  refuse(): void;
   /** Answer 200 and return the stream to write events into. */
   open(): FakeStream;
 }
 
 export interface FakeStream {
   send(event: string, data: unknown, id?: string): void;
+  /** Several events in one chunk, as the server writes a snapshot. */
+  sendAll(events: Array<[event: string, data: unknown, id?: string]>): void;
   comment(text: string): void;
   /** The server ends the response. */
   end(): void;
@@ -39,10 +45,12 @@ export class FakeSseServer {
         url,
         headers,
         signal,
-        respond(status, body) {
+        mode: init?.mode,
+        respond(status, body, extra = {}) {
           const text = body === undefined ? null : JSON.stringify(body);
-          resolve(new Response(status === 204 ? null : text, { status, headers: { "content-type": "application/json" } }));
+          resolve(new Response(status === 204 ? null : text, { status, headers: { "content-type": "application/json", ...extra } }));
         },
+        refuse: () => reject(new TypeError("Failed to fetch")),
         open() {
           let controller!: ReadableStreamDefaultController<Uint8Array>;
           const encoder = new TextEncoder();
@@ -56,10 +64,11 @@ export class FakeSseServer {
           });
           resolve(new Response(body, { status: 200, headers: { "content-type": "text/event-stream" } }));
           const write = (text: string): void => controller.enqueue(encoder.encode(text));
+          const frame = (event: string, data: unknown, id?: string): string =>
+            `event: ${event}\n${id ? `id: ${id}\n` : ""}data: ${JSON.stringify(data)}\n\n`;
           return {
-            send(event, data, id) {
-              write(`event: ${event}\n${id ? `id: ${id}\n` : ""}data: ${JSON.stringify(data)}\n\n`);
-            },
+            send: (event, data, id) => write(frame(event, data, id)),
+            sendAll: (events) => write(events.map((e) => frame(...e)).join("")),
             comment: (text) => write(`: ${text}\n\n`),
             end: () => controller.close(),
             fail: () => controller.error(new TypeError("network error")),

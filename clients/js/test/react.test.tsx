@@ -4,7 +4,7 @@ import { act, cleanup, render, renderHook } from "@testing-library/react";
 import { StrictMode, createElement, type ReactNode } from "react";
 import { afterEach, describe, expect, it } from "vitest";
 
-import { useTaskProgress } from "../src/react.js";
+import { TaskProgressProvider, useConnectionStatus, useTaskProgress, useTasksProgress } from "../src/react.js";
 import { FakeSseServer, fakeJwt, progress, waitFor } from "./fake-server.js";
 
 const T = "task_hook";
@@ -20,7 +20,7 @@ describe("useTaskProgress", () => {
   it("starts empty, follows progress, then reports complete", async () => {
     const server = new FakeSseServer();
     const { result } = renderHook(() => useTaskProgress(T, getToken, { fetch: server.fetch }));
-    expect(result.current).toEqual({ progress: null, isComplete: false, error: null });
+    expect(result.current).toEqual({ progress: null, isComplete: false, error: null, status: "connecting", reason: null });
     const stream = (await server.request(0)).open();
     await act(async () => stream.send("progress", progress(T, 42), `task-${T}:3`));
     await waitFor(() => result.current.progress?.progress === 42, "progress 42");
@@ -95,5 +95,52 @@ describe("useTaskProgress", () => {
     expect(second.url).toContain("task_two");
     expect(server.requests[0].signal?.aborted).toBe(true);
     expect(openStreams(server)).toBe(1);
+  });
+});
+
+describe("TaskProgressProvider", () => {
+  const ids = Array.from({ length: 50 }, (_, i) => `task_${i}`);
+
+  function Bar({ id }: { id: string }): ReactNode {
+    const { progress: p, status } = useTaskProgress(id);
+    return createElement("li", { "data-id": id, "data-status": status }, p ? String(p.progress) : "-");
+  }
+
+  function Badge(): ReactNode {
+    const { status, reason } = useConnectionStatus();
+    return createElement("p", { id: "badge" }, reason ? `${status}: ${reason.message}` : status);
+  }
+
+  function Count(): ReactNode {
+    return createElement("p", { id: "count" }, String(useTasksProgress().tasks.size));
+  }
+
+  it("fifty bars under StrictMode share one stream and update live", async () => {
+    const server = new FakeSseServer();
+    const view = render(
+      createElement(StrictMode, null,
+        createElement(TaskProgressProvider, { getToken, fetch: server.fetch },
+          createElement(Badge), createElement(Count), createElement("ul", null, ids.map((id) => createElement(Bar, { id, key: id }))))),
+    );
+    const req = await server.request(0);
+    expect(req.url).toBe("/api/v1/sse/tasks/progress");
+    const stream = req.open();
+    // One chunk: the snapshot of all fifty.
+    await act(async () => stream.sendAll(ids.map((id) => ["progress", progress(id, 1)])));
+    await waitFor(() => view.container.querySelector("#badge")?.textContent === "live", "live");
+    expect(view.container.querySelector("#count")?.textContent).toBe("50");
+    await act(async () => stream.send("progress", progress("task_17", 64), "user-1:9"));
+    await waitFor(() => view.container.querySelector('[data-id="task_17"]')?.textContent === "64", "bar 17 at 64");
+    expect(view.container.querySelector('[data-id="task_3"]')?.textContent).toBe("1");
+    // Exactly one request in all: one stream, and no reads (the snapshot covered every bar).
+    await expect(server.request(1, 100)).rejects.toThrow(/never came/);
+    await act(async () => stream.fail());
+    await waitFor(() => view.container.querySelector("#badge")?.textContent?.startsWith("reconnecting: The connection"), "reconnecting");
+    view.unmount();
+    expect(openStreams(server)).toBe(0);
+  });
+
+  it("useTaskProgress(id) without getToken needs the provider", () => {
+    expect(() => renderHook(() => useTaskProgress(T))).toThrow(/TaskProgressProvider/);
   });
 });

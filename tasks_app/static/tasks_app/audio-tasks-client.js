@@ -194,23 +194,32 @@ var Stop = class {
     this.error = error;
   }
 };
+var Retry = class {
+  constructor(reason, waitMs = 0) {
+    this.reason = reason;
+    this.waitMs = waitMs;
+  }
+};
 function openStream(path, pollPath, options, endsOnComplete) {
   const doFetch = options.fetch ?? globalThis.fetch.bind(globalThis);
   const base = options.baseUrl ?? "";
   const minDelay = options.retryDelayMs?.min ?? 250;
   const maxDelay = options.retryDelayMs?.max ?? 5e3;
   const margin = (options.refreshMarginSeconds ?? 30) * 1e3;
-  const heartbeatTimeout = options.heartbeatTimeoutMs ?? 45e3;
+  const heartbeatTimeout = options.heartbeatTimeoutMs ?? 2e4;
   let lastEventId = options.lastEventId ?? null;
   let closed = false;
   let controller = null;
   let timer;
   let wake = null;
   let status = null;
-  const setStatus = (next) => {
-    if (status === next || closed && next !== "closed") return;
+  let statusReason = null;
+  const setStatus = (next, reason = null) => {
+    if (closed && next !== "closed" && next !== "error") return;
+    if (status === next && sameReason(statusReason, reason)) return;
     status = next;
-    options.onStatus?.(next);
+    statusReason = reason;
+    options.onStatus?.(next, reason);
   };
   const pause = (ms) => new Promise((resolve) => {
     wake = resolve;
@@ -221,6 +230,7 @@ function openStream(path, pollPath, options, endsOnComplete) {
     let renewing = false;
     let refusedOnce = false;
     let failures = 0;
+    let wasLive = false;
     setStatus("connecting");
     while (!closed) {
       let token;
@@ -239,22 +249,30 @@ function openStream(path, pollPath, options, endsOnComplete) {
       const attempt = new AbortController();
       controller = attempt;
       let expiring = false;
+      let silent = false;
       const expiry = tokenExpiry(token);
       let refreshTimer;
       if (expiry !== null) {
         const left = expiry - Date.now();
-        const delay2 = Math.max(left - margin, left / 2);
-        if (delay2 >= 1e3) {
+        const delay = Math.max(left - margin, left / 2);
+        if (delay >= 1e3) {
           refreshTimer = setTimeout(() => {
             expiring = true;
             attempt.abort();
-          }, delay2);
+          }, delay);
         }
       }
       const headers = { Accept: "text/event-stream", Authorization: `Bearer ${token}` };
       if (lastEventId) headers["Last-Event-ID"] = lastEventId;
+      let retry;
       try {
-        const res = await doFetch(base + path, { headers, signal: attempt.signal, cache: "no-store" });
+        let res;
+        try {
+          res = await doFetch(base + path, { headers, signal: attempt.signal, cache: "no-store" });
+        } catch (err) {
+          if (closed || expiring) throw err;
+          throw new Retry(await unreachable(wasLive));
+        }
         if (res.status === 204) {
           await res.body?.cancel();
           const final = pollPath ? await fetchFinal(base + pollPath, token) : null;
@@ -269,19 +287,22 @@ function openStream(path, pollPath, options, endsOnComplete) {
         }
         if (res.status !== 200 || !res.body) {
           const error = await httpError(res);
-          if (res.status === 429 || res.status >= 500 || res.status === 408) {
-            throw new Retry();
-          }
+          if (res.status === 429) throw new Retry(error, error.retryAfterMs);
+          if (res.status >= 500 || res.status === 408) throw new Retry(error);
           throw new Stop(error);
         }
         refusedOnce = false;
         failures = 0;
-        setStatus("open");
-        const outcome = await readEvents(res.body, () => attempt.abort());
+        wasLive = true;
+        const outcome = await readEvents(res.body, () => {
+          silent = true;
+          attempt.abort();
+        });
         if (outcome === "reauthenticate") {
           forceRefresh = true;
           continue;
         }
+        retry = new Retry(REASONS.connection_lost());
       } catch (err) {
         if (err instanceof Stop) throw err;
         if (closed) return;
@@ -289,15 +310,32 @@ function openStream(path, pollPath, options, endsOnComplete) {
           renewing = true;
           continue;
         }
+        if (silent) retry = new Retry(REASONS.silent(heartbeatTimeout));
+        else if (err instanceof Retry) retry = err;
+        else retry = new Retry(REASONS.connection_lost());
       } finally {
         clearTimeout(refreshTimer);
       }
       if (closed) return;
-      setStatus("reconnecting");
-      const delay = Math.min(maxDelay, minDelay * 2 ** failures);
+      if (retry.reason.code === "cors_refused") throw new Stop(retry.reason);
+      setStatus("reconnecting", retry.reason);
+      const backoff = Math.min(maxDelay, minDelay * 2 ** failures) * (0.8 + 0.4 * Math.random());
       failures += 1;
-      await pause(delay * (0.8 + 0.4 * Math.random()));
+      await pause(Math.max(backoff, retry.waitMs));
     }
+  };
+  const unreachable = async (wasLive) => {
+    const url = new URL(base + path, globalThis.location?.href ?? "http://localhost/");
+    const origin = globalThis.location?.origin;
+    if (globalThis.navigator?.onLine === false) return REASONS.offline();
+    if (!wasLive && origin && url.origin !== origin) {
+      try {
+        await doFetch(url.href, { mode: "no-cors", cache: "no-store", signal: AbortSignal.timeout(5e3) });
+        return REASONS.cors_refused(url.origin, origin);
+      } catch {
+      }
+    }
+    return REASONS.unreachable(url.origin);
   };
   const readEvents = async (body, abort) => {
     let result = null;
@@ -322,6 +360,7 @@ function openStream(path, pollPath, options, endsOnComplete) {
         if (done) break;
         arm();
         parser.feed(decoder.decode(value, { stream: true }));
+        if (result === null) setStatus("live");
       }
     } finally {
       clearTimeout(watchdog);
@@ -369,8 +408,12 @@ function openStream(path, pollPath, options, endsOnComplete) {
       const error = err instanceof Stop ? err.error : { code: "client_error", message: errorText(err, "Stream failed.") };
       const wasClosed = closed;
       stop();
-      setStatus("closed");
-      if (error && !wasClosed) options.onError?.(error);
+      if (error && !wasClosed) {
+        setStatus("error", error);
+        options.onError?.(error);
+      } else {
+        setStatus("closed");
+      }
     }
   );
   return {
@@ -392,18 +435,57 @@ function openStream(path, pollPath, options, endsOnComplete) {
     }
   }
 }
-var Retry = class extends Error {
+var REASONS = {
+  unreachable: (origin) => ({
+    code: "unreachable",
+    message: `The service at ${origin} cannot be reached (it is down, or the network is).`
+  }),
+  offline: () => ({ code: "unreachable", message: "This device is offline." }),
+  cors_refused: (service, page) => ({
+    code: "cors_refused",
+    message: `The service at ${service} does not accept requests from ${page}: add that origin to its CORS_ALLOWED_ORIGINS.`
+  }),
+  connection_lost: () => ({ code: "connection_lost", message: "The connection to the service was lost." }),
+  silent: (ms) => ({
+    code: "silent",
+    message: `Nothing came from the service for ${Math.round(ms / 1e3)} s, not even a keep-alive: the connection is presumed dead.`
+  })
+};
+var STATUS_TEXT = {
+  401: ["unauthenticated", "The service refused the access token (expired or revoked): sign in again."],
+  403: ["forbidden", "The service refused access to this stream."],
+  404: ["not_found", "The service knows no such task (or it belongs to another user)."],
+  429: ["too_many_streams", "Too many streams are open for this user."]
 };
 async function httpError(res) {
+  const [fallbackCode, fallbackText] = STATUS_TEXT[res.status] ?? (res.status >= 500 ? ["server_error", `The service failed (HTTP ${res.status}).`] : [`http_${res.status}`, `The service answered HTTP ${res.status}.`]);
+  let code = fallbackCode;
+  let message = fallbackText;
   try {
     const body = await res.json();
-    if (body.error?.code) {
-      const code = res.status === 401 ? "unauthenticated" : body.error.code;
-      return { code, message: body.error.message ?? "", status: res.status };
-    }
+    if (body.error?.code && res.status !== 401) code = body.error.code;
+    if (body.error?.message && res.status !== 401) message = body.error.message;
   } catch {
   }
-  return { code: `http_${res.status}`, message: `HTTP ${res.status}`, status: res.status };
+  const error = { code, message, status: res.status };
+  if (res.status === 429) {
+    const wait = retryAfterMs(res.headers.get("Retry-After"));
+    error.retryAfterMs = wait;
+    error.message = `${message.replace(/\.?$/, ".")} Trying again in ${Math.ceil(wait / 1e3)} s.`;
+  }
+  return error;
+}
+function retryAfterMs(header) {
+  if (header) {
+    const seconds = Number(header);
+    if (Number.isFinite(seconds) && seconds >= 0) return seconds * 1e3;
+    const at = Date.parse(header);
+    if (!Number.isNaN(at)) return Math.max(0, at - Date.now());
+  }
+  return 5e3;
+}
+function sameReason(a, b) {
+  return a?.code === b?.code && a?.message === b?.message;
 }
 function errorText(err, fallback) {
   return err instanceof Error && err.message ? err.message : fallback;
@@ -411,6 +493,7 @@ function errorText(err, fallback) {
 export {
   TokenRefreshError,
   createTokenManager,
+  retryAfterMs,
   subscribeToAllTasks,
   subscribeToTask,
   tokenExpiry

@@ -129,8 +129,8 @@ function openStream() {
     onComplete: (progress) => onProgress(progress),
     onDeleted: (taskId) => removeTask(taskId),
     onStatus: (status) => {
-      if (status === "open") {
-        setConnection("open", "Live");
+      if (status === "live") {
+        setConnection("live", "Live");
         if (state.wasDisconnected) loadTasks(); // catch up on anything the replay does not cover
         state.wasDisconnected = false;
       } else if (status === "reconnecting") {

@@ -3,6 +3,8 @@ import { defineConfig } from "@playwright/test";
 /** Browser tests of the dashboard: Debian's Chromium, headless, against a live service on loopback. */
 export default defineConfig({
   testDir: "e2e",
+  // The apps built from the packed tarball have their own config (playwright.apps.config.ts).
+  testIgnore: "apps/**",
   outputDir: "test-results",
   workers: 1,
   timeout: 90_000,

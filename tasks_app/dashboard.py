@@ -6,6 +6,8 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_safe
 
+from project.middleware import DASHBOARD_POLICY, content_security_policy
+
 from .audio.registry import processors
 
 
@@ -22,6 +24,7 @@ def kinds() -> list[dict[str, object]]:
 
 
 @require_safe
+@content_security_policy(DASHBOARD_POLICY)
 def dashboard(request: HttpRequest) -> HttpResponse:
     """Serve the dashboard; it signs in with JWT itself, so the page holds no user data."""
     return render(request, "tasks_app/dashboard.html", {"kinds": kinds()})

@@ -95,3 +95,21 @@ def test_dashboard_static_files_exist_and_load_nothing_from_the_internet(client)
 
 def test_dashboard_refuses_writes(client):
     assert client.post("/").status_code == 405
+
+
+def test_dashboard_runs_under_a_policy_without_inline_scripts(client):
+    policy = client.get("/")["Content-Security-Policy"]
+    directives = {d.split()[0]: d.split()[1:] for d in policy.split("; ")}
+    assert directives["script-src"] == ["'self'"]
+    assert directives["style-src"] == ["'self'"]
+    assert directives["connect-src"] == ["'self'"]
+    assert directives["object-src"] == ["'none'"]
+    assert "unsafe-inline" not in policy
+    # Other HTML pages (the browsable API, Swagger UI) keep the default page policy.
+    assert "'unsafe-inline'" in client.get("/api/v1/", HTTP_ACCEPT="text/html")["Content-Security-Policy"]
+
+
+def test_dashboard_links_its_favicon(client):
+    html = client.get("/").content.decode()
+    assert '<link rel="icon" href="/static/tasks_app/favicon.svg" type="image/svg+xml">' in html
+    assert finders.find("tasks_app/favicon.svg")

@@ -88,9 +88,18 @@ test("kill and restart the server mid-task: the page shows it and recovers witho
   const task = await live.createTask(access, audio);
   const bar = row(page, task.id);
   await expect(bar).toHaveAttribute("data-state", "processing");
+  // A request that gets no answer says so in words (not the browser's "Failed to fetch")...
+  await page.route("**/api/v1/tasks/", (route) => (route.request().method() === "POST" ? route.abort() : route.fallback()));
+  await page.getByRole("button", { name: "Start task" }).click();
+  await expect(page.locator("#task-error")).toHaveText(
+    "The server cannot be reached. Check your connection; this clears once it is back.",
+  );
+  await page.unroute("**/api/v1/tasks/");
   await live.restart();
   // Live again, with the task caught up to its end, in the same document.
   await expect(page.locator("#connection")).toHaveText("Live");
+  // ...and the sentence goes away once the connection is back.
+  await expect(page.locator("#task-error")).toHaveText("");
   const statuses = await page.evaluate(() => (window as unknown as { statuses: string[] }).statuses);
   expect(statuses).toContain("reconnecting"); // the page showed that it was cut off
   expect(statuses.at(-1)).toBe("live");
@@ -148,4 +157,19 @@ test("a deactivated user is signed out with a message, not left with a dead page
   await expect(page.getByRole("button", { name: "Sign in" })).toBeVisible();
   await expect(page.locator("#app")).toBeHidden();
   expect(await page.evaluate(() => sessionStorage.length)).toBe(0);
+});
+
+test("the service's policy blocks a script injected into the page", async ({ page, signIn }) => {
+  await signIn("bob");
+  await page.evaluate(() => {
+    const script = document.createElement("script");
+    script.textContent = "window.injected = true";
+    document.body.append(script);
+  });
+  await expect
+    .poll(() => page.evaluate(() => (window as unknown as { violations: string[] }).violations))
+    .toEqual([expect.stringMatching(/^script-src-elem inline/)]);
+  expect(await page.evaluate(() => (window as unknown as { injected?: boolean }).injected)).toBeUndefined();
+  // Seen; the fixture checks that nothing else was blocked.
+  await page.evaluate(() => void ((window as unknown as { violations: string[] }).violations = []));
 });

@@ -2,6 +2,7 @@
 // Plain ES module, no build step; the stream client is clients/js bundled into
 // audio-tasks-client.js (`npm run build` in clients/js). Nothing is loaded from the internet.
 import { createTokenManager, subscribeToAllTasks, TokenRefreshError } from "./audio-tasks-client.js";
+import { errorText, formatDuration, formatEta, UNREACHABLE } from "./format.js";
 
 const API = "/api/v1";
 const STORAGE_KEY = "audio-tasks.tokens";
@@ -79,7 +80,7 @@ $("sign-in-form").addEventListener("submit", async (event) => {
     event.target.reset();
     startSession(access, refresh);
   } catch {
-    $("sign-in-error").textContent = "The server cannot be reached.";
+    $("sign-in-error").textContent = UNREACHABLE;
   }
 });
 
@@ -96,28 +97,47 @@ async function api(path, { method = "GET", json, raw = false } = {}) {
   }
   const headers = { Authorization: `Bearer ${token}` };
   if (json !== undefined) headers["Content-Type"] = "application/json";
-  const res = await fetch(API + path, { method, headers, body: json === undefined ? undefined : JSON.stringify(json) });
+  let res;
+  try {
+    res = await fetch(API + path, { method, headers, body: json === undefined ? undefined : JSON.stringify(json) });
+  } catch {
+    throw new Unreachable();
+  }
   if (raw) return res;
   if (!res.ok) throw new Error(await errorText(res));
   return res.status === 204 ? null : res.json();
 }
 
-async function errorText(res) {
-  try {
-    const body = await res.json();
-    const error = body.error ?? {};
-    return error.field && error.field !== "non_field_errors" ? `${error.field}: ${error.message}` : error.message ?? `HTTP ${res.status}`;
-  } catch {
-    return `HTTP ${res.status}`;
+/** A request that got no answer: its message clears by itself once the stream is live again. */
+class Unreachable extends Error {
+  constructor() {
+    super(UNREACHABLE);
+  }
+}
+
+/** Show an error under a form or row; one caused by a lost connection clears on recovery. */
+function showError(element, err, what = "") {
+  const transient = err instanceof Unreachable;
+  element.textContent = transient ? err.message : what + err.message;
+  if (transient) element.dataset.transient = "true";
+  else delete element.dataset.transient;
+}
+
+/** Clear the errors the lost connection caused: it is back. */
+function clearTransientErrors() {
+  for (const element of document.querySelectorAll(".error[data-transient]")) {
+    element.textContent = "";
+    delete element.dataset.transient;
   }
 }
 
 // ---------------------------------------------------------------- stream
 
-function setConnection(status, text) {
+function setConnection(status, text, detail = "") {
   const el = $("connection");
   el.dataset.status = status;
   el.textContent = text;
+  el.title = detail;
 }
 
 function openStream() {
@@ -128,21 +148,22 @@ function openStream() {
     onProgress: (progress) => onProgress(progress),
     onComplete: (progress) => onProgress(progress),
     onDeleted: (taskId) => removeTask(taskId),
-    onStatus: (status) => {
+    onStatus: (status, reason) => {
       if (status === "live") {
         setConnection("live", "Live");
+        clearTransientErrors();
         if (state.wasDisconnected) loadTasks(); // catch up on anything the replay does not cover
         state.wasDisconnected = false;
       } else if (status === "reconnecting") {
         state.wasDisconnected = true;
-        setConnection("reconnecting", "Disconnected — reconnecting…");
+        setConnection("reconnecting", "Disconnected — reconnecting…", reason?.message ?? "");
       } else if (status === "connecting") {
         setConnection("connecting", "Connecting…");
       }
     },
     onError: (error) => {
       if (error.code === "unauthenticated") signOut("Your session expired; please sign in again.");
-      else setConnection("closed", `Stream stopped: ${error.message || error.code}`);
+      else setConnection("error", `Updates stopped: ${error.message}`);
     },
   });
 }
@@ -250,11 +271,6 @@ function renderTask({ task, row }) {
   }
 }
 
-function formatEta(seconds) {
-  if (seconds === null || seconds === undefined) return "";
-  const s = Math.max(0, Math.round(seconds));
-  return s >= 60 ? `about ${Math.floor(s / 60)} min ${s % 60} s left` : `about ${s} s left`;
-}
 
 async function act(taskId, action, button) {
   if (action === "download") return;
@@ -269,7 +285,7 @@ async function act(taskId, action, button) {
     }
   } catch (err) {
     const entry = state.tasks.get(taskId);
-    if (entry) entry.row.querySelector(".task-error").textContent = err.message;
+    if (entry) showError(entry.row.querySelector(".task-error"), err);
   } finally {
     button.disabled = false;
   }
@@ -321,7 +337,7 @@ async function showResult(task, row) {
     drawWaveform(canvas, await res.json());
     canvas.dataset.drawn = "true";
   } catch (err) {
-    row.querySelector(".task-error").textContent = `Waveform: ${err.message}`;
+    showError(row.querySelector(".task-error"), err, "Waveform: ");
     state.loaded.delete(task.id);
   }
 }
@@ -367,7 +383,7 @@ async function download(taskId) {
     link.click();
     setTimeout(() => URL.revokeObjectURL(url), 60_000);
   } catch (err) {
-    state.tasks.get(taskId).row.querySelector(".task-error").textContent = `Download: ${err.message}`;
+    showError(state.tasks.get(taskId).row.querySelector(".task-error"), err, "Download: ");
   }
 }
 
@@ -390,10 +406,6 @@ async function loadAudio(selectId) {
   for (const entry of state.tasks.values()) renderTask(entry);
 }
 
-function formatDuration(seconds) {
-  const s = Math.round(seconds ?? 0);
-  return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
-}
 
 async function upload(file) {
   $("upload-error").textContent = "";
@@ -428,7 +440,7 @@ async function upload(file) {
       loadAudio(audio.id);
     } else {
       $("upload").hidden = true;
-      let message = `HTTP ${xhr.status}`;
+      let message = `the server refused it (HTTP ${xhr.status}).`;
       try {
         message = JSON.parse(xhr.responseText).error.message;
       } catch {
@@ -439,7 +451,7 @@ async function upload(file) {
   });
   xhr.addEventListener("error", () => {
     $("upload").hidden = true;
-    $("upload-error").textContent = "Upload failed: the server cannot be reached.";
+    showError($("upload-error"), new Unreachable());
   });
   xhr.send(body);
 }
@@ -543,7 +555,7 @@ $("task-form").addEventListener("submit", async (event) => {
     });
     upsertTask(task);
   } catch (err) {
-    $("task-error").textContent = err.message;
+    showError($("task-error"), err);
   } finally {
     button.disabled = false;
   }

@@ -76,10 +76,11 @@ def test_dashboard_passes_its_playwright_suite_in_chromium():
 def build_app(name: str, workdir: Path) -> Path:
     """Install a fixture app from its lock (the tarball in `workdir`) and build it."""
     app = workdir / name
-    shutil.copytree(APPS / name, app)
+    local = shutil.ignore_patterns("node_modules", "dist")  # left by a developer's own try
+    shutil.copytree(APPS / name, app, ignore=local)
     if name.startswith("react"):
         # The React apps share their source; each has its own React in its lock.
-        shutil.copytree(APPS / "react", app, dirs_exist_ok=True)
+        shutil.copytree(APPS / "react", app, dirs_exist_ok=True, ignore=local)
     run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], app, timeout=300)
     run(["npx", "--no-install", "vite", "build", "--base", "./"], app, timeout=300)
     return app

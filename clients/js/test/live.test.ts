@@ -192,6 +192,28 @@ describe.skipIf(process.env.SKIP_LIVE === "1")("against the real service", () =>
     sub.close();
   });
 
+  it("says in words why it stops: an unknown task (404) and a token refused twice (401)", async () => {
+    const statuses: string[] = [];
+    const reasons: StreamError[] = [];
+    const onStatus = (status: string, reason: StreamError | null): void => {
+      statuses.push(status);
+      if (reason) reasons.push(reason);
+    };
+    subscribeToTask("task_does_not_exist", { getToken: () => alice.access, baseUrl: live.baseUrl, onStatus });
+    await waitFor(() => statuses.includes("error"), "the 404", 10_000);
+    expect(reasons.at(-1)).toMatchObject({ code: "not_found", status: 404 });
+    expect(reasons.at(-1)?.message).toMatch(/task_does_not_exist/);
+
+    const refused: StreamError[] = [];
+    subscribeToAllTasks({
+      getToken: () => "not-a-token", baseUrl: live.baseUrl,
+      onStatus: (status, reason) => status === "error" && reason && refused.push(reason),
+    });
+    await waitFor(() => refused.length === 1, "the 401", 10_000);
+    expect(refused[0]).toMatchObject({ code: "unauthenticated", status: 401 });
+    expect(refused[0].message).toBe("The service refused the access token (expired or revoked): sign in again.");
+  });
+
   // The next two exercise the stream engine's final `error` events (`deleted`, `unauthenticated`).
   it("stops with `deleted` when the task is deleted mid-stream", async () => {
     const rec = recordingFetch();

@@ -25,6 +25,7 @@ describe("useTaskProgress", () => {
     await act(async () => stream.send("progress", progress(T, 42), `task-${T}:3`));
     await waitFor(() => result.current.progress?.progress === 42, "progress 42");
     expect(result.current.isComplete).toBe(false);
+    expect(result.current.status).toBe("live");
     await act(async () => stream.send("complete", progress(T, 100, "completed"), `task-${T}:9`));
     await waitFor(() => result.current.isComplete, "isComplete");
     expect(result.current.progress?.state).toBe("completed");
@@ -54,6 +55,8 @@ describe("useTaskProgress", () => {
     await waitFor(() => result.current.error, "the error");
     expect(result.current.error?.code).toBe("deleted");
     expect(result.current.isComplete).toBe(false);
+    await waitFor(() => result.current.status === "error", "status error");
+    expect(result.current.reason).toMatchObject({ code: "deleted", message: "gone" });
   });
 
   it("keeps exactly one stream open under StrictMode and closes it on unmount", async () => {

@@ -11,7 +11,13 @@ from django.contrib.staticfiles import finders
 
 from tasks_app.audio.registry import processors
 
-STATIC = ["tasks_app/dashboard.js", "tasks_app/dashboard.css", "tasks_app/audio-tasks-client.js"]
+STATIC = [
+    "tasks_app/dashboard.js",
+    "tasks_app/format.js",
+    "tasks_app/dashboard.css",
+    "tasks_app/audio-tasks-client.js",
+    "tasks_app/favicon.svg",
+]
 
 
 class PageParser(HTMLParser):

@@ -7,10 +7,12 @@ from .routers import ApiRouter
 from .streams import task_progress_stream, tasks_progress_stream
 from .tokens import TokenObtainPairView, TokenRefreshView, TokenVerifyView
 from .views import AudioFileViewSet, StreamCookieView, StreamTicketView, TaskViewSet
+from ..webhooks.views import WebhookEndpointViewSet
 
 router = ApiRouter(trailing_slash=True)
 router.register("audio", AudioFileViewSet, basename="audio")
 router.register("tasks", TaskViewSet, basename="task")
+router.register("webhooks", WebhookEndpointViewSet, basename="webhook")
 
 urlpatterns = [
     path("auth/token/", TokenObtainPairView.as_view(), name="token_obtain_pair"),

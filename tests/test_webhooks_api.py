@@ -77,7 +77,9 @@ def test_list_detail_update_delete(auth_client, user):
 )
 def test_other_users_endpoint_is_404(auth_client, user, other_user, method, suffix):
     endpoint = create(auth_client(user)).json()
-    response = getattr(auth_client(other_user), method)(f"/api/v1/webhooks/{endpoint['id']}/{suffix}", {}, format="json")
+    response = getattr(auth_client(other_user), method)(
+        f"/api/v1/webhooks/{endpoint['id']}/{suffix}", {}, format="json"
+    )
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "not_found"
     assert WebhookEndpoint.objects.filter(pk=endpoint["id"], url=URL).exists()

@@ -22,7 +22,13 @@ from tasks_app.models import Task
 from tasks_app.webhooks import destinations
 from tasks_app.webhooks.models import WebhookDelivery, WebhookEndpoint
 from tasks_app.webhooks.sender import deliver_due, make_client
-from tasks_app.webhooks.services import deliveries_claim, delivery_record_attempt, endpoint_rotate_secret
+from tasks_app.webhooks.services import (
+    claim,
+    deliveries_claim,
+    delivery_record_attempt,
+    due_deliveries,
+    endpoint_rotate_secret,
+)
 
 Status = WebhookDelivery.Status
 PUBLIC = "93.184.216.34"
@@ -323,7 +329,10 @@ def test_a_tasks_deliveries_go_in_order(endpoint, user, make_task, send, receive
 
 def test_two_workers_never_send_the_same_attempt(endpoint, user, make_task, clock, settings):
     complete(make_task(user))
-    [first] = deliveries_claim(now=clock.now, limit=10)
+    # Both workers read the delivery as due; only the first guarded UPDATE wins it.
+    read_by_one, read_by_other = due_deliveries(now=clock.now, limit=10), due_deliveries(now=clock.now, limit=10)
+    [first] = claim(read_by_one, now=clock.now)
+    assert claim(read_by_other, now=clock.now) == []
     assert deliveries_claim(now=clock.now, limit=10) == []
     # The first worker died mid-request: past its claim another worker takes the delivery over ...
     clock.advance(seconds=settings.WEBHOOK_CLAIM_SECONDS + 1)

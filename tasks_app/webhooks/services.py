@@ -224,7 +224,12 @@ class Outcome:
 
 
 def deliveries_claim(*, now: datetime, limit: int) -> list[Claimed]:
-    """Claim up to `limit` due attempts; each is claimed by one worker only.
+    """Claim up to `limit` due attempts; each is claimed by one worker only."""
+    return claim(due_deliveries(now=now, limit=limit), now=now)
+
+
+def due_deliveries(*, now: datetime, limit: int) -> list[WebhookDelivery]:
+    """Deliveries due now, oldest first (a read: `claim` decides who sends them).
 
     Due: pending with its time come, or sending past its claim (its worker died). A task's
     deliveries to one endpoint go in order: one waits while an earlier one is unfinished.
@@ -242,6 +247,11 @@ def deliveries_claim(*, now: datetime, limit: int) -> list[Claimed]:
         .select_related("endpoint")
         .order_by("next_attempt_at", "id")[:limit]
     )
+    return list(due)
+
+
+def claim(due: list[WebhookDelivery], *, now: datetime) -> list[Claimed]:
+    """Take the attempts of deliveries read as due that no other worker took since."""
     claimed = []
     claim_until = now + timedelta(seconds=settings.WEBHOOK_CLAIM_SECONDS)
     for delivery in due:

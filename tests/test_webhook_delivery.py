@@ -468,3 +468,22 @@ def test_metrics_count_deliveries_and_attempts_by_outcome(
     assert 'webhook_delivery_attempts_total{outcome="succeeded"} 1.0' in text
     assert 'webhook_deliveries{status="pending"} 1.0' in text
     assert 'webhook_deliveries{status="succeeded"} 1.0' in text
+
+
+def test_progress_failing_while_the_final_event_is_owed_is_not_retried(
+    endpoint, user, make_task, clock, send, receiver
+):
+    endpoint.events = [*endpoint.events, "task.progress"]
+    endpoint.save()
+    task = make_task(user)
+    attempt = services.task_start(task_id=task.id).attempts
+    services.task_report_progress(task_id=task.id, attempt=attempt, progress=50, stage="x", estimated_time=None)
+    [in_flight] = deliveries_claim(now=clock.now, limit=10)
+    services.task_complete(task_id=task.id, attempt=attempt, result={})  # while the progress is being sent
+    from tasks_app.webhooks.services import Outcome
+
+    delivery_record_attempt(claimed=in_flight, outcome=Outcome(False, 500), started_at=clock.now, now=clock.now)
+    assert WebhookDelivery.objects.get(pk=in_flight.delivery_id).status == Status.SKIPPED
+    clock.advance(seconds=1)
+    send()
+    assert [body["type"] for body in receiver.bodies()] == ["task.completed"]

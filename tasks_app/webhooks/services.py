@@ -119,8 +119,8 @@ def _clean_events(events: Iterable[str]) -> list[str]:
 def record_task_event(task: Task, *, now: datetime | None = None) -> None:
     """Owe each subscribed endpoint the event of the task's new state (inside the change's transaction).
 
-    Progress not yet sent is dropped: the final event carries the final TaskProgress, and
-    it would otherwise wait behind them.
+    Progress not yet sent is skipped (and progress being sent is not retried): the final
+    event carries the final TaskProgress, and would otherwise wait behind them.
     """
     event = STATE_EVENTS.get(task.state)
     if event is None:
@@ -311,6 +311,10 @@ def delivery_record_attempt(
             delivery.status = Status.SUCCEEDED
             delivery.next_attempt_at = None
             _endpoint_succeeded(delivery.endpoint_id, now)
+        elif _overtaken(delivery):
+            delivery.status = Status.SKIPPED
+            delivery.next_attempt_at = None
+            _endpoint_failed(delivery.endpoint_id, outcome, now)
         elif now >= delivery.retry_until:
             delivery.status = Status.FAILED
             delivery.next_attempt_at = None
@@ -321,6 +325,19 @@ def delivery_record_attempt(
             _endpoint_failed(delivery.endpoint_id, outcome, now)
         delivery.save()
     return delivery
+
+
+def _overtaken(delivery: WebhookDelivery) -> bool:
+    """Whether a failed progress event is no longer worth retrying: the task's final event is owed."""
+    return (
+        delivery.event_type == Event.PROGRESS
+        and WebhookDelivery.objects.filter(
+            endpoint_id=delivery.endpoint_id,
+            task_id=delivery.task_id,
+            id__gt=delivery.pk,
+            event_type__in=STATE_EVENTS.values(),
+        ).exists()
+    )
 
 
 def _endpoint_succeeded(endpoint_id: str, now: datetime) -> None:

@@ -487,3 +487,22 @@ def test_progress_failing_while_the_final_event_is_owed_is_not_retried(
     clock.advance(seconds=1)
     send()
     assert [body["type"] for body in receiver.bodies()] == ["task.completed"]
+
+
+def test_a_tasks_deliveries_are_listed_for_its_owner_only(
+    endpoint, user, other_user, make_task, send, receiver, auth_client
+):
+    task = complete(make_task(user))
+    complete(make_task(user))
+    send()
+    listed = auth_client(user).get(f"/api/v1/tasks/{task.id}/webhook-deliveries/")
+    assert listed.status_code == 200
+    [item] = listed.json()["results"]
+    assert (item["task_id"], item["endpoint"], item["endpoint_url"]) == (task.id, endpoint.pk, endpoint.url)
+    assert item["status"] == "succeeded"
+    assert item["attempt_log"][0]["status_code"] == 200
+    assert auth_client(other_user).get(f"/api/v1/tasks/{task.id}/webhook-deliveries/").status_code == 404
+
+
+def test_the_dashboard_loads_the_task_deliveries_module(client, db):
+    assert "tasks_app/webhook-deliveries.js" in client.get("/").content.decode()

@@ -7,6 +7,7 @@ from typing import Any
 from django.db.models import QuerySet
 
 from ..exceptions import NotFound
+from ..selectors import task_for_user
 from .models import WebhookDelivery, WebhookEndpoint
 
 
@@ -28,6 +29,15 @@ def deliveries_of(endpoint: WebhookEndpoint, *, task_id: str | None = None) -> Q
     """An endpoint's deliveries, newest first, each with its attempts."""
     queryset = endpoint.deliveries.prefetch_related("attempt_log").order_by("-id")
     return queryset.filter(task_id=task_id) if task_id else queryset
+
+
+def deliveries_of_task(user: Any, task_id: str) -> QuerySet[WebhookDelivery]:
+    """A visible task's deliveries to the user's endpoints (every endpoint for staff), newest first."""
+    task = task_for_user(user, task_id)
+    queryset = WebhookDelivery.objects.filter(task_id=task.id).select_related("endpoint")
+    if not user.is_staff:
+        queryset = queryset.filter(endpoint__owner_id=user.pk)
+    return queryset.prefetch_related("attempt_log").order_by("-id")
 
 
 def delivery_for_user(user: Any, endpoint_id: str, message_id: str) -> WebhookDelivery:

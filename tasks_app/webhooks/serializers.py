@@ -108,6 +108,17 @@ class WebhookDeliverySerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class TaskDeliverySerializer(WebhookDeliverySerializer):
+    """A delivery about one task, naming the endpoint it goes to."""
+
+    endpoint = serializers.CharField(source="endpoint_id", help_text="The endpoint id.")
+    endpoint_url = serializers.CharField(source="endpoint.url")
+
+    class Meta(WebhookDeliverySerializer.Meta):
+        fields = ["endpoint", "endpoint_url", *WebhookDeliverySerializer.Meta.fields]
+        read_only_fields = fields
+
+
 class DeliveryListQuerySerializer(serializers.Serializer):
     """Query parameters of `GET webhooks/{id}/deliveries/`."""
 

@@ -5,16 +5,17 @@ from __future__ import annotations
 from django.db.models import QuerySet
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
-from rest_framework import status, viewsets
+from rest_framework import generics, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from ..api.views import PAGE_NOT_FOUND, errors
+from ..api.views import PAGE_NOT_FOUND, TASK_ID, errors
 from . import selectors, services
 from .models import WebhookEndpoint
 from .serializers import (
     DeliveryListQuerySerializer,
+    TaskDeliverySerializer,
     WebhookDeliverySerializer,
     WebhookEndpointCreateSerializer,
     WebhookEndpointSecretSerializer,
@@ -165,3 +166,20 @@ class WebhookEndpointViewSet(viewsets.GenericViewSet):
         delivery = selectors.delivery_for_user(request.user, id, delivery_id)
         delivery = services.delivery_redeliver(delivery=delivery)
         return Response(WebhookDeliverySerializer(delivery).data, status=status.HTTP_202_ACCEPTED)
+
+
+@extend_schema(
+    summary="List the webhook deliveries about a task",
+    description="Deliveries to the caller's endpoints, newest first, each with its attempts.",
+    tags=TAG,
+    parameters=[TASK_ID],
+    responses={200: TaskDeliverySerializer(many=True), **errors(401, 404)},
+)
+class TaskDeliveriesView(generics.ListAPIView):
+    """`GET tasks/{task_id}/webhook-deliveries/`: what was sent about one task, and how it went."""
+
+    serializer_class = TaskDeliverySerializer
+
+    def get_queryset(self) -> QuerySet:
+        """The task's deliveries the caller may see; 404 for someone else's task."""
+        return selectors.deliveries_of_task(self.request.user, self.kwargs["task_id"])

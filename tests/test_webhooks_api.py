@@ -192,3 +192,7 @@ def test_schema_documents_the_webhook_endpoints(api_client, db):
     created = paths["/api/v1/webhooks/"]["post"]["responses"]["201"]["content"]["application/json"]["schema"]
     component = schema["components"]["schemas"][created["$ref"].rsplit("/", 1)[1]]
     assert {"id", "url", "events", "is_active", "secret"} <= set(component["properties"])
+    links = paths["/api/v1/webhooks/"]["post"]["responses"]["201"]["links"]
+    assert links["webhooks_deliveries_list"]["parameters"] == {"id": "$response.body#/id"}
+    assert schema["components"]["schemas"]["WebhookEndpointCreateRequest"]["additionalProperties"] is False
+    assert "/api/v1/tasks/{task_id}/webhook-deliveries/" in paths

@@ -506,3 +506,24 @@ def test_a_tasks_deliveries_are_listed_for_its_owner_only(
 
 def test_the_dashboard_loads_the_task_deliveries_module(client, db):
     assert "tasks_app/webhook-deliveries.js" in client.get("/").content.decode()
+
+
+def test_an_unexpected_error_fails_its_attempt_and_the_rest_of_the_batch_is_recorded(
+    endpoint, user, make_task, receiver, clock
+):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if json.loads(request.content)["data"]["task_id"] == broken.id:
+            raise RuntimeError("a bug in the sending path")
+        return httpx.Response(200)
+
+    receiver.answer = answer
+    broken = complete(make_task(user))
+    fine = complete(make_task(user))
+    with make_client() as client, ThreadPoolExecutor(2) as pool:
+        client._transport = httpx.MockTransport(receiver)
+        assert deliver_due(client=client, pool=pool, clock=clock) == 2
+    statuses = dict(WebhookDelivery.objects.values_list("task_id", "status"))
+    assert statuses == {broken.id: Status.PENDING, fine.id: Status.SUCCEEDED}
+    assert "internal error" in WebhookDelivery.objects.get(task_id=broken.id).last_error

@@ -56,7 +56,11 @@ def deliver_due(
 
 def _finish(item: Claimed, started_at: datetime, outcome: Outcome, clock: Callable[[], datetime]) -> None:
     if delivery_record_attempt(claimed=item, outcome=outcome, started_at=started_at, now=clock()) is None:
-        logger.warning("Delivery %s: attempt %d finished after its claim expired", item.message_id, item.attempt)
+        logger.warning(
+            "Delivery %s: attempt %d finished after its claim expired (or its endpoint was deleted)",
+            item.message_id,
+            item.attempt,
+        )
 
 
 def send(client: httpx.Client, item: Claimed, clock: Callable[[], datetime]) -> tuple[datetime, Outcome]:
@@ -67,7 +71,7 @@ def send(client: httpx.Client, item: Claimed, clock: Callable[[], datetime]) -> 
         address = addresses(destination)[0]
     except UnsafeDestination as exc:
         return started_at, Outcome(False, error=f"Refused: {exc}")
-    except OSError as exc:
+    except (OSError, UnicodeError) as exc:
         return started_at, Outcome(False, error=f"The host could not be resolved: {exc}")
     body = item.body.encode()
     timestamp = int(started_at.timestamp())
@@ -96,8 +100,11 @@ def send(client: httpx.Client, item: Claimed, clock: Callable[[], datetime]) -> 
             response.close()
     except httpx.TimeoutException:
         return started_at, Outcome(False, error=f"No answer within {limit:g} s.", response_ms=_ms(start))
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
         return started_at, Outcome(False, error=f"{type(exc).__name__}: {exc}"[:500], response_ms=_ms(start))
+    except Exception:  # noqa: BLE001 - a bug here must fail this attempt, not strand the batch
+        logger.exception("Delivery %s: the request could not be made", item.message_id)
+        return started_at, Outcome(False, error="The request could not be made (an internal error, logged).")
     elapsed = _ms(start)
     code = response.status_code
     if elapsed > limit * 1000:

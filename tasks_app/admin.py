@@ -16,6 +16,7 @@ from django.utils.html import format_html
 from . import selectors, services
 from .exceptions import DomainError
 from .models import AudioFile, Task
+from .webhooks import admin as webhooks_admin  # noqa: F401 - registers the webhook pages
 
 
 @admin.register(AudioFile)

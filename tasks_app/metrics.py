@@ -16,6 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from .models import Task
+from .webhooks.metrics import WebhookCollector
 
 REGISTRY = CollectorRegistry()
 ProcessCollector(registry=REGISTRY)
@@ -147,6 +148,7 @@ def _is_uuid(value: str) -> bool:
 
 
 REGISTRY.register(DatabaseCollector())
+REGISTRY.register(WebhookCollector())
 
 
 def scrape_allowed(request: HttpRequest) -> bool:

@@ -7,6 +7,9 @@ import secrets
 from django.conf import settings
 from django.db import models
 
+# The webhook models live in their package; imported here so Django registers them.
+from .webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint  # noqa: F401
+
 
 def new_task_id() -> str:
     """Return a fresh opaque public task id."""

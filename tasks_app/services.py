@@ -22,6 +22,7 @@ from .exceptions import (AudioTooLong, Conflict, IllegalTransition, InvalidAudio
                          NotFound, UploadTooLarge)
 from .models import AudioFile, Task
 from .selectors import audio_files_visible_to
+from .webhooks.services import record_task_event, record_task_progress
 
 logger = logging.getLogger(__name__)
 
@@ -199,6 +200,7 @@ def task_report_progress(
         task.heartbeat_at = timezone.now()
         task.save(update_fields=["progress", "stage", "estimated_time", "heartbeat_at",
                                  "updated_at"])
+        record_task_progress(task)
     return True
 
 
@@ -318,6 +320,8 @@ def _transition(task_id: str, new_state: str, *, attempts_increment: bool = Fals
         if attempts_increment:
             task.attempts += 1
         task.save()
+        # Webhook deliveries are owed in the same transaction: committed with it, or not at all.
+        record_task_event(task)
     return task
 
 

@@ -204,6 +204,7 @@ def _subclasses(cls: type) -> list[type]:
 LINK_SOURCES = {
     "/api/v1/tasks/": ("id", "task_id", "/api/v1/"),  # the REST task paths and its stream
     "/api/v1/audio/": ("id", "id", "/api/v1/audio/"),
+    "/api/v1/webhooks/": ("id", "id", "/api/v1/webhooks/"),
 }
 
 

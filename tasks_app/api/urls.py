@@ -7,10 +7,12 @@ from .routers import ApiRouter
 from .streams import task_progress_stream, tasks_progress_stream
 from .tokens import TokenObtainPairView, TokenRefreshView, TokenVerifyView
 from .views import AudioFileViewSet, StreamCookieView, StreamTicketView, TaskViewSet
+from ..webhooks.views import TaskDeliveriesView, WebhookEndpointViewSet
 
 router = ApiRouter(trailing_slash=True)
 router.register("audio", AudioFileViewSet, basename="audio")
 router.register("tasks", TaskViewSet, basename="task")
+router.register("webhooks", WebhookEndpointViewSet, basename="webhook")
 
 urlpatterns = [
     path("auth/token/", TokenObtainPairView.as_view(), name="token_obtain_pair"),
@@ -21,5 +23,6 @@ urlpatterns = [
     # The all-tasks stream first: `progress` is not a task id.
     re_path(r"^sse/tasks/progress/?$", tasks_progress_stream, name="sse_tasks_progress"),
     re_path(r"^sse/tasks/(?P<task_id>[^/]+)/progress/?$", task_progress_stream, name="sse_task_progress"),
+    path("tasks/<str:task_id>/webhook-deliveries/", TaskDeliveriesView.as_view(), name="task-webhook-deliveries"),
     *router.urls,
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from types import FrameType
 from typing import Any
 
@@ -14,6 +15,7 @@ from django_tasks_db.management.commands import db_worker
 
 from tasks_app import jobs
 from tasks_app.recovery import recover
+from tasks_app.webhooks.sender import deliver_due, make_client
 
 logger = logging.getLogger(__name__)
 
@@ -44,13 +46,30 @@ def recovery_loop(stop: threading.Event, interval: float) -> None:
             close_old_connections()
 
 
+def webhook_loop(stop: threading.Event, interval: float) -> None:
+    """Send due webhook deliveries; look again at once after a batch, else every `interval` seconds."""
+    with make_client() as client, ThreadPoolExecutor(settings.WEBHOOK_SEND_THREADS, "webhook") as pool:
+        while not stop.is_set():
+            sent = 0
+            try:
+                close_old_connections()
+                sent = deliver_due(client=client, pool=pool)
+            except Exception:  # noqa: BLE001 - a failed round must not stop the sender
+                logger.exception("Webhook round failed; trying again in %.0f s", interval)
+            finally:
+                close_old_connections()
+            if not sent:
+                stop.wait(interval)
+
+
 class Command(db_worker.Command):
     """Run jobs like `db_worker`, and recover stale and lost tasks every few seconds."""
 
     help = (
         "Run the job worker (django-tasks-db's db_worker options), and every "
         "TASK_RECOVERY_SECONDS send tasks of dead workers back to pending and enqueue "
-        "pending tasks whose job was lost. SIGTERM/Ctrl-C hands the running task back. "
+        "pending tasks whose job was lost; send due webhook deliveries all along. "
+        "SIGTERM/Ctrl-C hands the running task back. "
         "--reload is ignored."
     )
 
@@ -68,7 +87,7 @@ class Command(db_worker.Command):
         worker_id: str,
         **options: Any,
     ) -> None:
-        """Start the recovery thread, then run the worker until stopped (no autoreload)."""
+        """Start the recovery and webhook threads, then run the worker until stopped (no autoreload)."""
         self.configure_logging(verbosity)
         worker = Worker(
             queue_names=queue_name.split(","),
@@ -84,8 +103,12 @@ class Command(db_worker.Command):
         sweeper = threading.Thread(
             target=recovery_loop, name="recovery", daemon=True, args=(stop, settings.TASK_RECOVERY_SECONDS)
         )
+        sender = threading.Thread(
+            target=webhook_loop, name="webhooks", daemon=True, args=(stop, settings.WEBHOOK_POLL_SECONDS)
+        )
         worker.configure_signals()
         sweeper.start()
+        sender.start()
         try:
             worker.run()
         finally:

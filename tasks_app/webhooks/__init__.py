@@ -1,0 +1,1 @@
+"""Webhooks: task events pushed, signed and retried, to endpoints the users register."""

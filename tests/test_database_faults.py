@@ -110,6 +110,29 @@ def test_a_database_that_stays_away_leaves_the_task_to_the_stale_sweep_not_faile
     assert (task.state, task.error) == (Task.State.PROCESSING, None)
 
 
+@pytest.mark.django_db
+def test_the_worker_loop_reconnects_when_its_poll_loses_the_database(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from tasks_app.management.commands import worker as command
+
+    monkeypatch.setattr(command, "RECONNECT_SECONDS", 0.0)
+
+    class Poller:
+        """Stands in for db_worker's Worker: its poll fails twice, then it runs to the end."""
+
+        runs = 0
+
+        def run(self) -> None:
+            self.runs += 1
+            if self.runs <= 2:
+                raise OperationalError("server closed the connection unexpectedly")
+
+    poller = Poller()
+    command.run_reconnecting(poller, threading.Event())  # type: ignore[arg-type]
+    assert poller.runs == 3
+
+
 # ----------------------------------------------------------------- on PostgreSQL
 
 WORKER_APP = "audio-tasks-worker"

@@ -15,7 +15,7 @@ from typing import Iterator
 from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import default_storage
-from django.db import DatabaseError
+from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections
 from django_tasks import task
 
 from . import services
@@ -25,12 +25,23 @@ from .audio.registry import get_processor
 from .exceptions import TaskCrashed
 from .isolation import JobCrashed, run_isolated
 from .models import Task
+from .recovery import work_folder_prefix
 
 logger = logging.getLogger(__name__)
 
 # Set by the worker on a graceful SIGTERM/SIGINT: the running job stops at its next progress
 # callback and hands its task back to pending instead of finishing (or failing) it.
 hand_back_requested = threading.Event()
+
+
+# A lost connection (backend terminated, database restarting) says nothing about the task: it is
+# handed back to pending and runs again once the worker has reconnected. OperationalError also
+# covers a database that cannot be reached; InterfaceError, a connection already closed.
+CONNECTION_ERRORS = (OperationalError, InterfaceError)
+# Seconds between tries to reconnect and hand the task back (about a minute in all). A database
+# away for longer leaves the task processing without heartbeats; the recovery sweep then hands it
+# back as stale once the database answers again.
+RECONNECT_DELAYS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
 
 
 class HandBack(Exception):
@@ -93,15 +104,15 @@ class ProgressReporter:
 
 
 @contextmanager
-def local_copy(name: str) -> Iterator[str]:
-    """A local path for a stored file: the file itself on local storage, else a temp copy."""
+def local_copy(name: str, folder: str) -> Iterator[str]:
+    """A local path for a stored file: the file itself on local storage, else a copy in `folder`."""
     try:
         yield default_storage.path(name)
         return
     except NotImplementedError:
         pass
     suffix = os.path.splitext(name)[1]
-    with tempfile.NamedTemporaryFile(suffix=suffix) as tmp, default_storage.open(name) as src:
+    with tempfile.NamedTemporaryFile(suffix=suffix, dir=folder) as tmp, default_storage.open(name) as src:
         shutil.copyfileobj(src, tmp)
         tmp.flush()
         yield tmp.name
@@ -149,8 +160,10 @@ def process(task_row: Task) -> None:
     reporter = ProgressReporter(task_id, attempt)
     try:
         processor = get_processor(task_row.kind)
-        with local_copy(task_row.audio_file.file.name) as path, \
-                tempfile.TemporaryDirectory(prefix=f"{task_id}-") as folder:
+        # Everything the attempt writes locally is in this folder, named so that recovery can
+        # remove it when the worker dies (recovery.remove_work_folders).
+        with tempfile.TemporaryDirectory(prefix=work_folder_prefix(task_id, attempt)) as folder, \
+                local_copy(task_row.audio_file.file.name, folder) as path:
             options = dict(task_row.options)
             # In a child process: a native abort, memory blow-up or hang fails this task only.
             result = run_isolated(
@@ -168,6 +181,10 @@ def process(task_row: Task) -> None:
         if services.task_hand_back(task_id=task_id, attempt=attempt) is not None:
             logger.warning("Worker stopping: task %s handed back to pending", task_id)
         return
+    except CONNECTION_ERRORS:
+        logger.warning("Task %s: database connection lost; handing it back", task_id, exc_info=True)
+        hand_back_after_connection_loss(task_id, attempt)
+        return
     except (AudioError, OptionsError, JobCrashed) as exc:
         services.task_fail(task_id=task_id, attempt=attempt, error=str(exc))
         return
@@ -179,6 +196,14 @@ def process(task_row: Task) -> None:
         # Django's JSON encoder writes NaN and infinity, which no database accepts as JSON.
         json.dumps(result, allow_nan=False)
         completed = services.task_complete(task_id=task_id, attempt=attempt, result=result)
+    except CONNECTION_ERRORS:
+        # Whether the completion committed is unknown: only a successful hand-back proves it did
+        # not, and only then are this attempt's stored files surely unused.
+        logger.warning("Task %s: database connection lost while completing; handing it back", task_id,
+                       exc_info=True)
+        if hand_back_after_connection_loss(task_id, attempt):
+            services.remove_artifacts(services.artifacts_dir(task_id, attempt))
+        return
     except (TypeError, ValueError, DatabaseError):
         logger.exception("Task %s: result refused", task_id)
         services.task_fail(task_id=task_id, attempt=attempt, error=(
@@ -189,3 +214,24 @@ def process(task_row: Task) -> None:
         logger.info("Task %s attempt %d did not complete (cancelled, superseded or refused)",
                     task_id, attempt)
         services.remove_artifacts(services.artifacts_dir(task_id, attempt))
+
+
+def hand_back_after_connection_loss(task_id: str, attempt: int) -> bool:
+    """Reconnect and send the task back to pending; False if the database stayed away or it moved on."""
+    for delay in RECONNECT_DELAYS:
+        time.sleep(delay)
+        # Drops the broken connection (Django would otherwise keep failing on it); the next query
+        # opens a new one.
+        close_old_connections()
+        try:
+            handed = services.task_hand_back(task_id=task_id, attempt=attempt)
+        except CONNECTION_ERRORS as exc:
+            logger.warning("Task %s: database still unreachable (%s)", task_id, exc)
+            continue
+        if handed is None:
+            logger.info("Task %s attempt %d had already moved on when the worker reconnected", task_id, attempt)
+            return False
+        logger.warning("Task %s handed back to pending after a lost database connection", task_id)
+        return True
+    logger.error("Task %s: database unreachable; the recovery sweep will hand it back", task_id)
+    return False

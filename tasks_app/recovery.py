@@ -1,9 +1,14 @@
 """Recovery after a crash: tasks left `processing` by a dead worker go back to `pending` (up to
-a retry limit, then `failed`), and `pending` tasks whose job was lost are enqueued again."""
+a retry limit, then `failed`) and lose the temporary folder it left, and `pending` tasks whose
+job was lost are enqueued again."""
 
 from __future__ import annotations
 
+import glob
 import logging
+import os
+import shutil
+import tempfile
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -53,6 +58,7 @@ def task_requeue_orphaned(*, worker_ids: list[str], max_attempts: int) -> tuple[
         else:
             continue
         _close_job(str(job_id))
+        remove_work_folders(task_id, attempts)
     return requeued, failed
 
 
@@ -86,6 +92,7 @@ def task_requeue_stale(*, older_than_seconds: float, max_attempts: int) -> tuple
         else:
             continue
         _close_job(job_id)
+        remove_work_folders(task_id, attempts)
     if requeued or failed:
         logger.warning("Stale tasks (no heartbeat for %.0f s): %d sent back to pending, %d failed",
                        older_than_seconds, requeued, failed)
@@ -115,6 +122,28 @@ def task_enqueue_lost(*, older_than_seconds: float) -> int:
     if enqueued:
         logger.warning("Enqueued %d pending task(s) whose job was lost", enqueued)
     return enqueued
+
+
+def work_folder_prefix(task_id: str, attempt: int) -> str:
+    """Name prefix of the temporary folder in which one attempt of a task works."""
+    return f"audio-task-{task_id}-{attempt}-"
+
+
+def remove_work_folders(task_id: str, attempt: int) -> int:
+    """Delete the temporary folder(s) a dead worker left for this attempt; return how many.
+
+    Only this machine's temporary directory is seen: a worker on another machine leaves its
+    folder to the sweep there. The attempt in the name keeps the folder of the next attempt,
+    which may already have started here, out of reach.
+    """
+    pattern = os.path.join(tempfile.gettempdir(), glob.escape(work_folder_prefix(task_id, attempt)) + "*")
+    removed = 0
+    for path in glob.glob(pattern):
+        shutil.rmtree(path, ignore_errors=True)
+        removed += not os.path.exists(path)
+    if removed:
+        logger.info("Removed %d temporary folder(s) of task %s attempt %d", removed, task_id, attempt)
+    return removed
 
 
 def _close_job(job_id: str) -> None:

@@ -216,3 +216,18 @@ def test_compressed_formats_are_analysed(tmp_path: Path, fmt: str) -> None:
     # RMS rather than peak: lossy codecs overshoot at the tone's abrupt onset.
     assert result["loudness"]["rms_dbfs"] == pytest.approx(-15.01, abs=0.3)
     assert (tmp_path / "waveform.json").exists()
+
+
+def test_a_waveform_finer_than_the_point_limit_is_coarsened_with_a_warning(
+    speech_like: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tasks_app.audio.processors import analyze as analyze_module
+
+    monkeypatch.setattr(analyze_module, "MAX_WAVEFORM_POINTS", 1000)
+    result, _ = analyze(speech_like, tmp_path, samples_per_pixel=1)
+    spp = result["waveform"]["samples_per_pixel"]
+    assert spp == math.ceil(round(8.3 * RATE) / 1000)
+    assert result["waveform"]["length"] <= 1000
+    assert [w["code"] for w in result["warnings"]] == ["waveform_coarsened"]
+    doc = json.loads((tmp_path / "waveform.json").read_text())
+    assert doc["length"] == result["waveform"]["length"]

@@ -170,3 +170,57 @@ def test_a_plain_user_delete_is_not_blocked_by_their_tasks(user: Any, make_task:
     make_task(user)
     user.delete()  # the admin's or the shell's delete; ProtectedError before
     assert Task.objects.count() == 0 and AudioFile.objects.count() == 0
+
+
+def test_recovering_a_dead_workers_task_removes_the_temp_folder_it_left(
+    db_queue: None,
+    user: Any,
+    make_task: Callable[..., Task],
+    tmp_path: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    import tempfile
+
+    from tasks_app.recovery import work_folder_prefix
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    with django_capture_on_commit_callbacks(execute=True):
+        task = make_task(user)
+    services.task_start(task_id=task.pk)
+    left = tmp_path / f"{work_folder_prefix(task.pk, 1)}x1y2"
+    (left / "sub").mkdir(parents=True)
+    (left / "sub" / "output.wav").write_bytes(b"RIFF")
+    # The next attempt may already run on this machine after the hand-back: its folder stays.
+    following = tmp_path / f"{work_folder_prefix(task.pk, 2)}z3"
+    following.mkdir()
+    Task.objects.filter(pk=task.pk).update(heartbeat_at=timezone.now() - timedelta(seconds=90))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert recover(stale_seconds=60, max_attempts=3)["requeued"] == 1
+
+    assert not left.exists()
+    assert following.exists()
+
+
+def test_an_attempt_works_in_the_folder_recovery_knows_by_name(
+    user: Any, make_audio: Callable[[Any], AudioFile], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dataclasses
+    import os
+
+    from tasks_app.recovery import work_folder_prefix
+
+    real = get_processor("analyze")
+
+    def report_folder(path: str, options: dict, progress: Any, folder: str) -> dict:
+        return {"folder": os.path.basename(folder)}
+
+    monkeypatch.setattr(jobs, "get_processor", lambda kind: dataclasses.replace(real, run=report_folder))
+    task = services.task_create(owner=user, audio_file_id=make_audio(user).pk)
+
+    jobs.run_task.call(task.pk)
+
+    task.refresh_from_db()
+    assert task.state == Task.State.COMPLETED
+    assert task.result["folder"].startswith(work_folder_prefix(task.pk, 1))

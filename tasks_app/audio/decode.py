@@ -1,5 +1,6 @@
 """Streaming decoder yielding float32 (channels, n) blocks at the file's native sample rate."""
 
+import itertools
 import queue
 import threading
 from collections.abc import Iterator
@@ -205,7 +206,9 @@ def resampled_peak(path: str) -> float:
             return 0.0  # not resampled there: the plain samples, which the BS.1770 meter covers
         # Packed output: PyAV mishandles planar frames of many channels.
         resampler = av.AudioResampler(format="flt", layout=stream.codec_context.layout, rate=RESAMPLED_PEAK_RATE)
-        for frame in [*container.decode(stream), None]:
+        # One frame at a time, then None to flush the resampler: a list of the decoded frames
+        # held the whole file (1.9 GB for three hours of 16-bit stereo).
+        for frame in itertools.chain(container.decode(stream), [None]):
             for out in resampler.resample(frame):
                 data = out.to_ndarray()
                 if data.size:

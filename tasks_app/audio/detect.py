@@ -11,36 +11,59 @@ MAX_LISTED_RUNS = 100
 
 
 class SilenceDetector:
-    """Find stretches whose 10 ms RMS (mean over channels) stays below a dBFS threshold."""
+    """Find stretches whose 10 ms RMS (mean over channels) stays below a dBFS threshold.
+
+    Runs are followed as the frames complete, so only the segments found are kept.
+    """
 
     def __init__(self, sample_rate: int, threshold_db: float, min_duration: float) -> None:
         self.threshold_db = threshold_db
         self.min_duration = min_duration
         self.sample_rate = sample_rate
+        self.limit = 10 ** (threshold_db / 10)
         self.frames = FrameEnergies(sample_rate, SILENCE_FRAMES_PER_SECOND)
+        self.segments: list[dict[str, float]] = []
+        self._run_start: int | None = None  # first frame of the silent run in progress
 
     def add_power(self, mean_square: np.ndarray) -> None:
         """Feed the per-sample mean square across channels of the next block."""
-        self.frames.add(mean_square)
+        sums, lengths = self.frames.add(mean_square)
+        if sums.size:
+            self._follow(sums / lengths < self.limit, self.frames.frames - sums.size)
+
+    def _follow(self, silent: np.ndarray, first: int) -> None:
+        """Open and close runs over consecutive frames starting at frame `first`."""
+        before = np.array([self._run_start is not None])
+        for index in np.flatnonzero(np.diff(np.concatenate([before, silent]).astype(np.int8))).tolist():
+            if silent[index]:
+                self._run_start = first + index
+            else:
+                self._close(first + index)
+
+    def _close(self, stop: int) -> None:
+        """End the run in progress at frame `stop`; keep it if it is long enough."""
+        if self._run_start is None:
+            return
+        start_s = self._run_start / SILENCE_FRAMES_PER_SECOND
+        end_s = min(stop / SILENCE_FRAMES_PER_SECOND, self.frames.samples / self.sample_rate)
+        if end_s - start_s >= self.min_duration - 1e-9:
+            self.segments.append({"start": round(start_s, 3), "end": round(end_s, 3)})
+        self._run_start = None
 
     def result(self) -> dict[str, object]:
         """Silent segments (seconds) at least `min_duration` long, and their total length."""
-        power = self.frames.means(include_partial=True)
-        limit = 10 ** (self.threshold_db / 10)
-        silent = np.concatenate([[False], power < limit, [False]])
-        edges = np.flatnonzero(np.diff(silent.astype(np.int8)))
-        total_seconds = self.frames.samples / self.sample_rate
-        segments = []
-        for first, stop in zip(edges[::2].tolist(), edges[1::2].tolist()):
-            start_s = first / SILENCE_FRAMES_PER_SECOND
-            end_s = min(stop / SILENCE_FRAMES_PER_SECOND, total_seconds)
-            if end_s - start_s >= self.min_duration - 1e-9:
-                segments.append({"start": round(start_s, 3), "end": round(end_s, 3)})
+        stop = self.frames.frames
+        tail = self.frames.tail()
+        if tail > 0:
+            # The trailing partial frame counts by its own mean.
+            self._follow(np.array([self.frames.partial / tail < self.limit]), stop)
+            stop += 1
+        self._close(stop)
         return {
             "threshold_db": self.threshold_db,
             "min_duration": self.min_duration,
-            "total_duration": round(sum(s["end"] - s["start"] for s in segments), 3),
-            "segments": segments,
+            "total_duration": round(sum(s["end"] - s["start"] for s in self.segments), 3),
+            "segments": self.segments,
         }
 
 

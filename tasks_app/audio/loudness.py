@@ -152,39 +152,41 @@ class Interpolator:
 
 
 class FrameEnergies:
-    """Sum a per-sample signal into fixed-rate frames (e.g. 10 ms) across block boundaries."""
+    """Sum a per-sample signal into fixed-rate frames (e.g. 10 ms) across block boundaries.
+
+    Keeps only the frame in progress: each block returns the frames it completed, so memory does
+    not grow with the length of the stream. Frame k covers samples [edge(k), edge(k + 1)) with
+    edge(k) = k * sample_rate // frames_per_second.
+    """
 
     def __init__(self, sample_rate: int, frames_per_second: int) -> None:
         self.sample_rate = sample_rate
         self.rate = frames_per_second
         self.samples = 0
-        self._partial = 0.0
-        self._sums: list[np.ndarray] = []
+        self.frames = 0  # complete frames so far
+        self.partial = 0.0  # sum of the frame in progress
 
-    def add(self, values: np.ndarray) -> None:
-        """Append per-sample values (e.g. power) of the next block."""
+    def add(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Append per-sample values (e.g. power) of the next block; return (sums, lengths) of frames it completed."""
         start, end = self.samples, self.samples + values.shape[0]
-        first_k = (start * self.rate) // self.sample_rate + 1
-        last_k = (end * self.rate) // self.sample_rate
-        bounds = (np.arange(first_k, last_k + 1) * self.sample_rate) // self.rate - start
+        # The last frame whose end edge is at or before `end`.
+        last = ((end + 1) * self.rate - 1) // self.sample_rate
+        edges = (np.arange(self.frames, last + 1) * self.sample_rate) // self.rate - start
+        bounds = edges[1:]
         if bounds.size == 0:
-            self._partial += float(values.sum(dtype=np.float64))
+            self.partial += float(values.sum(dtype=np.float64))
+            sums = np.zeros(0)
         else:
             sums = np.add.reduceat(values[: bounds[-1]], np.r_[0, bounds[:-1]], dtype=np.float64)
-            sums[0] += self._partial
-            self._sums.append(sums)
-            self._partial = float(values[bounds[-1] :].sum(dtype=np.float64))
+            sums[0] += self.partial
+            self.partial = float(values[bounds[-1] :].sum(dtype=np.float64))
+        self.frames += bounds.size
         self.samples = end
+        return sums, np.diff(edges).astype(np.float64)
 
-    def means(self, include_partial: bool = False) -> np.ndarray:
-        """Mean value per complete frame (plus the trailing partial frame if asked)."""
-        sums = np.concatenate(self._sums) if self._sums else np.zeros(0)
-        edges = (np.arange(sums.size + 1) * self.sample_rate) // self.rate
-        means = sums / np.diff(edges)
-        tail = self.samples - int(edges[-1])
-        if include_partial and tail > 0:
-            means = np.append(means, self._partial / tail)
-        return means
+    def tail(self) -> int:
+        """Samples in the frame in progress."""
+        return self.samples - (self.frames * self.sample_rate) // self.rate
 
 
 class TruePeakMeter:
@@ -237,7 +239,12 @@ class TruePeakMeter:
 
 
 class LoudnessMeter:
-    """Accumulate K-weighted 100 ms energies from blocks; derive integrated loudness and LRA at the end."""
+    """Accumulate K-weighted energies from blocks; derive integrated loudness and LRA at the end.
+
+    What it keeps grows by one float per 100 ms (1.7 MB for six hours): the 100 ms sub-block
+    powers that gating and LRA need, plus the last 400 ms of 10 ms energies for the momentary
+    maximum.
+    """
 
     def __init__(self, sample_rate: int, channels: int, names: tuple[str, ...] = ()) -> None:
         self.sample_rate = sample_rate
@@ -246,6 +253,11 @@ class LoudnessMeter:
         self.zi = np.zeros((self.sos.shape[0], channels, 2))
         self.weights = channel_weights(channels, names)
         self.energies = FrameEnergies(sample_rate, FINE_FRAMES_PER_SECOND)
+        self._powers: list[np.ndarray] = []  # 100 ms sub-block powers, in order
+        # 10 ms frames (sums, lengths) of the sub-block in progress, and the last 390 ms of them.
+        self._open = (np.zeros(0), np.zeros(0))
+        self._recent = (np.zeros(0), np.zeros(0))
+        self._momentary_max: float | None = None
 
     def process(self, block: np.ndarray) -> None:
         """Feed a float32 (channels, n) block."""
@@ -254,32 +266,39 @@ class LoudnessMeter:
             return
         filtered, self.zi = scipy.signal.sosfilt(self.sos, block, axis=1, zi=self.zi)
         np.multiply(filtered, filtered, out=filtered)
-        self.energies.add(self.weights @ filtered)
+        sums, lengths = self.energies.add(self.weights @ filtered)
+        if sums.size:
+            self._add_frames(sums, lengths)
 
-    def _fine_sums(self) -> tuple[np.ndarray, np.ndarray]:
-        """Energy sums and sample counts of each complete 10 ms frame."""
-        means = self.energies.means()
-        lengths = np.diff((np.arange(means.size + 1) * self.sample_rate) // FINE_FRAMES_PER_SECOND)
-        return means * lengths, lengths.astype(np.float64)
+    def _add_frames(self, sums: np.ndarray, lengths: np.ndarray) -> None:
+        """Fold newly completed 10 ms frames into the momentary maximum and the sub-block powers."""
+        width = MOMENTARY_SUB_BLOCKS * FINE_PER_SUB_BLOCK
+        recent_sums = np.concatenate([self._recent[0], sums])
+        recent_lengths = np.concatenate([self._recent[1], lengths])
+        if recent_sums.size >= width:
+            energy = np.concatenate([[0.0], np.cumsum(recent_sums)])
+            count = np.concatenate([[0.0], np.cumsum(recent_lengths)])
+            peak = float(((energy[width:] - energy[:-width]) / (count[width:] - count[:-width])).max())
+            self._momentary_max = peak if self._momentary_max is None else max(self._momentary_max, peak)
+        self._recent = (recent_sums[-(width - 1) :], recent_lengths[-(width - 1) :])
+        # 10 ms frame edges fall exactly on the 100 ms edges ((10k * rate) // 100 == (k * rate) // 10).
+        open_sums = np.concatenate([self._open[0], sums])
+        open_lengths = np.concatenate([self._open[1], lengths])
+        whole = (open_sums.size // FINE_PER_SUB_BLOCK) * FINE_PER_SUB_BLOCK
+        if whole:
+            self._powers.append(
+                open_sums[:whole].reshape(-1, FINE_PER_SUB_BLOCK).sum(axis=1)
+                / open_lengths[:whole].reshape(-1, FINE_PER_SUB_BLOCK).sum(axis=1)
+            )
+        self._open = (open_sums[whole:], open_lengths[whole:])
 
     def sub_block_powers(self) -> np.ndarray:
         """Return the channel-weighted mean square of each complete 100 ms sub-block."""
-        sums, lengths = self._fine_sums()
-        whole = (sums.size // FINE_PER_SUB_BLOCK) * FINE_PER_SUB_BLOCK
-        # 10 ms frame edges fall exactly on the 100 ms edges ((10k * rate) // 100 == (k * rate) // 10).
-        return sums[:whole].reshape(-1, FINE_PER_SUB_BLOCK).sum(axis=1) / lengths[:whole].reshape(
-            -1, FINE_PER_SUB_BLOCK
-        ).sum(axis=1)
+        return np.concatenate(self._powers) if self._powers else np.zeros(0)
 
     def momentary_max_power(self) -> float | None:
         """Largest 400 ms mean square on the 10 ms grid; None if the input is shorter than 400 ms."""
-        sums, lengths = self._fine_sums()
-        width = MOMENTARY_SUB_BLOCKS * FINE_PER_SUB_BLOCK
-        if sums.size < width:
-            return None
-        energy = np.concatenate([[0.0], np.cumsum(sums)])
-        count = np.concatenate([[0.0], np.cumsum(lengths)])
-        return float(((energy[width:] - energy[:-width]) / (count[width:] - count[:-width])).max())
+        return self._momentary_max
 
     def result(self) -> dict[str, float | None]:
         """Integrated loudness, loudness range and maximum momentary/short-term loudness."""

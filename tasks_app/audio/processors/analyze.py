@@ -11,11 +11,14 @@ from tasks_app.audio.loudness import LoudnessMeter, TruePeakMeter, to_db
 from tasks_app.audio.probe import probe
 from tasks_app.audio.progress import Progress, ProgressFn
 from tasks_app.audio.registry import Option, Processor, register
-from tasks_app.audio.results import json_safe
+from tasks_app.audio.results import json_safe, warning
 from tasks_app.audio.waveform import WaveformBuilder, auto_samples_per_pixel, render_png, write_json
 
 WAVEFORM_JSON = "waveform.json"
 WAVEFORM_PNG = "waveform.png"
+# A finer waveform than this is drawn at this resolution instead (with a warning): at one sample per
+# pixel, three hours of audio would be a 476-million-point document held in the worker's memory.
+MAX_WAVEFORM_POINTS = 500_000
 
 OPTIONS = {
     "silence_threshold_db": Option(
@@ -25,7 +28,11 @@ OPTIONS = {
         "number", 0.5, 0.05, 60.0, help="Shortest silence, in seconds, that is reported."
     ),
     "samples_per_pixel": Option(
-        "integer", None, 1, 10_000_000, help="Waveform resolution; by default chosen so it has at most 4000 points."
+        "integer",
+        None,
+        1,
+        10_000_000,
+        help="Waveform resolution; by default chosen so it has at most 4000 points, never more than 500000.",
     ),
     "clip_threshold": Option(
         "number",
@@ -53,6 +60,9 @@ def run(path: str, options: dict[str, object], progress: ProgressFn, output_dir:
     decoder = Decoder(path, info)
     rate, channels = decoder.sample_rate, decoder.channels
     spp = options.get("samples_per_pixel") or auto_samples_per_pixel(decoder.expected_samples)
+    finest = auto_samples_per_pixel(decoder.expected_samples, MAX_WAVEFORM_POINTS)
+    coarsened = spp < finest
+    spp = max(spp, finest)
     loudness = LoudnessMeter(rate, channels, info.channel_names)
     peaks = TruePeakMeter(rate, channels)
     silence = SilenceDetector(
@@ -125,9 +135,22 @@ def run(path: str, options: dict[str, object], progress: ProgressFn, output_dir:
             "length": wave_doc["length"],
             "bits": wave_doc["bits"],
         },
-        "warnings": decoder.warnings(),
+        "warnings": decoder.warnings() + _waveform_warnings(coarsened, int(spp)),
         "artifacts": {"waveform_json": WAVEFORM_JSON, "waveform_png": WAVEFORM_PNG},
     })
+
+
+def _waveform_warnings(coarsened: bool, spp: int) -> list[dict[str, str]]:
+    """A warning when the requested waveform resolution was too fine for the file's length."""
+    if not coarsened:
+        return []
+    return [
+        warning(
+            "waveform_coarsened",
+            f"The requested waveform resolution would exceed {MAX_WAVEFORM_POINTS:,} points; "
+            f"it was drawn at {spp} samples per pixel.",
+        )
+    ]
 
 
 PROCESSOR = register(

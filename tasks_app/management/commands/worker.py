@@ -19,6 +19,9 @@ from tasks_app.webhooks.sender import deliver_due, make_client
 
 logger = logging.getLogger(__name__)
 
+# Pause between tries to reach the database again after the worker's poll lost it.
+RECONNECT_SECONDS = 1.0
+
 
 class Worker(db_worker.Worker):
     """django-tasks-db's worker; on the first SIGTERM/SIGINT the running task is handed back."""
@@ -60,6 +63,21 @@ def webhook_loop(stop: threading.Event, interval: float) -> None:
                 close_old_connections()
             if not sent:
                 stop.wait(interval)
+
+
+def run_reconnecting(worker: Worker, stop: threading.Event) -> None:
+    """Run the worker; when the database goes away while it polls, reconnect and go on."""
+    # db_worker's loop re-raises any database error but a locked SQLite file, so a PostgreSQL
+    # restart would end the worker. A lost connection during a job never gets here: the job
+    # hands its task back itself (jobs.hand_back_after_connection_loss).
+    while True:
+        try:
+            worker.run()
+            return
+        except jobs.CONNECTION_ERRORS as exc:
+            logger.warning("Database connection lost (%s); reconnecting in %.0f s", exc, RECONNECT_SECONDS)
+            close_old_connections()
+            stop.wait(RECONNECT_SECONDS)
 
 
 class Command(db_worker.Command):
@@ -110,6 +128,6 @@ class Command(db_worker.Command):
         sweeper.start()
         sender.start()
         try:
-            worker.run()
+            run_reconnecting(worker, stop)
         finally:
             stop.set()

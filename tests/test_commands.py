@@ -26,7 +26,7 @@ from tasks_app.client import StreamError, format_eta, watch
 from tasks_app.models import AudioFile, Task
 from tasks_app.recovery import recover, task_requeue_orphaned
 
-from .live_server import ROOT, free_port, service_env, wait_until
+from .live_server import ROOT, copy_sqlite, free_port, migrated_sqlite_template, service_env, wait_until
 
 pytestmark = pytest.mark.django_db
 
@@ -280,11 +280,77 @@ def test_watch_answers_204_with_the_polled_progress() -> None:
     assert final["state"] == "completed"
 
 
+def test_watch_names_the_url_at_once_when_the_server_cannot_be_reached() -> None:
+    calls = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
+
+    with pytest.raises(StreamError) as info:
+        watch("http://127.0.0.1:9", "task_x", "tok", transport=httpx.MockTransport(handler))
+    assert info.value.message == (
+        "Cannot reach http://127.0.0.1:9/api/v1/sse/tasks/task_x/progress: "
+        "ConnectError: [Errno 111] Connection refused")
+    assert len(calls) == 1, "a server that never answered is not retried"
+
+
+def test_watch_reconnects_to_a_server_that_answered_before_and_names_it_when_giving_up() -> None:
+    calls = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        if len(calls) == 1:
+            body = _sse("progress", _progress("processing", 40), "task-task_x:2")
+            return httpx.Response(200, text=body, headers={"content-type": "text/event-stream"})
+        raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
+
+    with pytest.raises(StreamError, match=r"^Gave up on http://server/api/v1/sse/tasks/task_x/progress after 2 "):
+        watch("http://server", "task_x", "tok", transport=httpx.MockTransport(handler), max_retries=2,
+              retry_delay=0)
+    assert len(calls) == 3  # the stream that ended early, then two failed reconnects
+
+
 @pytest.mark.parametrize(("seconds", "text"), [
     (None, "?"), (0.4, "0s"), (42, "42s"), (65, "1m05s"), (3599.6, "1h00m"), (7385, "2h03m"),
 ])
 def test_format_eta(seconds: float | None, text: str) -> None:
     assert format_eta(seconds) == text
+
+
+# ------------------------------------------------------------- start-up cost
+
+# Runs a management command as manage.py would, then prints its exit status and the top-level
+# packages it imported.
+IMPORTS_RUNNER = (
+    "import sys\n"
+    "from django.core.management import execute_from_command_line\n"
+    "code = 0\n"
+    "try:\n"
+    "    execute_from_command_line(['manage.py', *sys.argv[1:]])\n"
+    "except SystemExit as exc:\n"
+    "    code = exc.code or 0\n"
+    "print('EXIT', code, 'IMPORTED', *sorted({name.partition('.')[0] for name in sys.modules}))\n"
+)
+AUDIO_STACK = {"numpy", "scipy", "av"}
+
+
+@pytest.mark.parametrize(("argv", "exit_code"), [
+    (["--help"], 0),
+    (["healthcheck", "--url", "http://127.0.0.1:9/healthz"], 1),  # nothing listens on port 9
+    (["get_token", "alice"], 0),
+    (["watch_task", "task_x", "--user", "alice", "--url", "http://127.0.0.1:9"], 1),
+    (["create_test_task", "--help"], 0),
+    (["create_and_monitor_task", "--help"], 0),
+], ids=lambda value: " ".join(value) if isinstance(value, list) else str(value))
+def test_quick_commands_do_not_import_the_audio_stack(argv: list[str], exit_code: int, tmp_path: Path) -> None:
+    copy_sqlite(migrated_sqlite_template(), tmp_path / "db.sqlite3")
+    done = subprocess.run([sys.executable, "-c", IMPORTS_RUNNER, *argv], cwd=ROOT, env=service_env(tmp_path),
+                          capture_output=True, text=True, timeout=120)
+    status, _, imported = done.stdout.rpartition("EXIT ")[2].partition(" IMPORTED ")
+    assert int(status) == exit_code, done.stdout + done.stderr
+    assert "django" in imported.split()
+    assert set(imported.split()) & AUDIO_STACK == set()
 
 
 # ------------------------------------------------------------------- serve

@@ -24,7 +24,7 @@ from rest_framework.views import APIView
 from rest_framework_simplejwt.authentication import JWTAuthentication
 
 from .. import selectors, services, tickets
-from ..audio.encode import MEDIA_TYPES
+from ..audio.formats import MEDIA_TYPES
 from ..exceptions import NotFound
 from ..models import AudioFile, Task
 from ..progress import TaskProgressSerializer, task_progress

@@ -6,6 +6,7 @@ import io
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -17,12 +18,13 @@ import httpx
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
-from django.core.management.base import CommandError
+from django.core.management.base import CommandError, OutputWrapper
 from django.utils import timezone
 from rest_framework_simplejwt.tokens import AccessToken
 
 from tasks_app import services
 from tasks_app.client import StreamError, format_eta, watch
+from tasks_app.management.commands import serve
 from tasks_app.models import AudioFile, Task
 from tasks_app.recovery import recover, task_requeue_orphaned
 
@@ -356,14 +358,14 @@ def test_quick_commands_do_not_import_the_audio_stack(argv: list[str], exit_code
 # ------------------------------------------------------------------- serve
 
 
-def _start_serve(tmp_path: Any) -> tuple[subprocess.Popen, str, dict]:
+def _start_serve(tmp_path: Any, preexec_fn: Callable[[], None] | None = None) -> tuple[subprocess.Popen, str, dict]:
     """Run `manage.py serve` on a free port against a fresh data folder; wait for /docs."""
     env = service_env(tmp_path, {"PYTHONUNBUFFERED": "1"})
     env.pop("DEMO_PASSWORD", None)  # the banner must show the default demo password
     port = free_port()
     log = open(tmp_path / "serve.log", "wb")
     proc = subprocess.Popen([sys.executable, "manage.py", "serve", "--port", str(port)],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=preexec_fn)
     base = f"http://127.0.0.1:{port}"
 
     def docs_ok() -> bool:
@@ -473,6 +475,74 @@ def test_serve_restarts_a_killed_worker_and_daphne_and_the_task_completes(
     log = (tmp_path / "serve.log").read_text()
     assert code == 0, log
     assert "worker 0 exited with code -9" in log and "daphne exited with code -9" in log
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_backgrounded_serve_stops_its_children_with_the_sigint_it_forwards(tmp_path: Path) -> None:
+    # A shell starts a background job (`manage.py serve &`) with SIGINT ignored.
+    proc, _, _ = _start_serve(tmp_path, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    try:
+        proc.send_signal(signal.SIGINT)
+    finally:
+        code = proc.wait(timeout=120)
+    log = (tmp_path / "serve.log").read_text()
+    assert code == 0, log
+    assert "Received Interrupt" in log
+    # Children still running after the forwarded SIGINT would be sent SIGTERM, then SIGKILL.
+    assert "still running; sending" not in log, log
+
+
+@pytest.mark.parametrize("command", ["serve", "web"])
+def test_serve_and_web_on_a_port_in_use_exit_with_one_line_naming_it(command: str, tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = subprocess.run([sys.executable, "manage.py", command, "--port", str(port)], cwd=ROOT,
+                              env=service_env(tmp_path), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert done.stdout == ""  # no banner, no worker, no migration
+    assert done.stderr.splitlines() == [
+        f"CommandError: Cannot listen on 127.0.0.1:{port}: Address already in use (pick another --port)."]
+
+
+def _child(code: str) -> "serve.Child":
+    """A supervised Python child running `code`."""
+    return serve.Child("child", [sys.executable, "-c", code])
+
+
+def _supervise_until_second_exit(child: "serve.Child") -> tuple[int | None, list[int | None]]:
+    """Supervise `child` until it has exited twice (then SIGTERM ends it); return (signal, exit codes)."""
+    exits: list[int | None] = []
+
+    def on_exit(exited: serve.Child) -> None:
+        exits.append(exited.process.returncode)
+        if len(exits) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        serve.start_child(child, None)
+        return serve.supervise([child], None, OutputWrapper(io.StringIO()), on_exit), exits
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+
+
+def test_serve_restarts_a_child_that_crashed_after_its_start_up() -> None:
+    child = _child(f"import os; os.write(int(os.environ[{serve.READY_FD_ENV!r}]), b'1'); raise SystemExit(3)")
+
+    signum, exits = _supervise_until_second_exit(child)
+
+    assert (signum, exits) == (signal.SIGTERM, [3, 3])
+
+
+def test_serve_does_not_restart_a_child_that_fails_during_start_up() -> None:
+    child = _child("raise SystemExit(3)")  # never says it is ready
+
+    with pytest.raises(serve.StartupFailed, match="child exited with code 3 before it was ready"):
+        _supervise_until_second_exit(child)
+    assert child.restart_at is None
 
 
 def test_serve_waits_longer_after_each_quick_crash_up_to_a_cap() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 from types import FrameType
@@ -16,6 +17,7 @@ from tasks_app import jobs
 # The processing code is imported once, here, so that every job forked from the worker (isolation.py)
 # starts with numpy, scipy and PyAV loaded instead of importing them again.
 from tasks_app.audio.processors import analyze, normalize  # noqa: F401
+from tasks_app.management.commands.serve import READY_FD_ENV
 from tasks_app.recovery import recover
 
 logger = logging.getLogger(__name__)
@@ -45,6 +47,14 @@ def recovery_loop(stop: threading.Event, interval: float) -> None:
             logger.exception("Recovery sweep failed; trying again in %.0f s", interval)
         finally:
             close_old_connections()
+
+
+def announce_ready() -> None:
+    """Tell a supervising `serve` that start-up is over (a later exit is a crash, worth a restart)."""
+    fd = os.environ.pop(READY_FD_ENV, None)
+    if fd is not None:
+        os.write(int(fd), b"1")
+        os.close(int(fd))
 
 
 class Command(db_worker.Command):
@@ -89,6 +99,7 @@ class Command(db_worker.Command):
         )
         worker.configure_signals()
         sweeper.start()
+        announce_ready()
         try:
             worker.run()
         finally:

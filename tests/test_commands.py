@@ -23,6 +23,7 @@ from django.utils import timezone
 from rest_framework_simplejwt.tokens import AccessToken
 
 from tasks_app import services
+from tasks_app.audio.probe import probe
 from tasks_app.client import StreamError, format_eta, watch
 from tasks_app.management.commands import serve
 from tasks_app.models import AudioFile, Task
@@ -318,6 +319,16 @@ def test_watch_reconnects_to_a_server_that_answered_before_and_names_it_when_giv
 ])
 def test_format_eta(seconds: float | None, text: str) -> None:
     assert format_eta(seconds) == text
+
+
+def test_the_readmes_sample_file_is_made_by_one_command(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "tasks_app.audio.generate", str(tmp_path / "x.wav"),
+                           "--seconds", "3"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+    assert done.returncode == 0, done.stderr
+    info = probe(str(tmp_path / "x.wav"))
+    assert (info.format, info.channels, info.sample_rate) == ("wav", 2, 44100)
+    assert info.duration == pytest.approx(3.0)
 
 
 # ------------------------------------------------------------- start-up cost

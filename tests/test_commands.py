@@ -428,6 +428,7 @@ def test_serve_runs_daphne_and_a_worker_and_stops_cleanly_on_ctrl_c(tmp_path: Pa
         banner = (tmp_path / "serve.log").read_text()
         assert "username=demo password=demo-password" in banner
         assert f"{base}/admin/" in banner
+        assert f"{base}/metrics is closed; restart with METRICS_ALLOWED_IPS=127.0.0.1" in banner
     finally:
         proc.send_signal(signal.SIGINT)  # what a terminal's Ctrl-C sends (SIGTERM: same path)
         code = proc.wait(timeout=60)

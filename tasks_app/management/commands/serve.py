@@ -279,6 +279,13 @@ class Command(BaseCommand):
         base = f"http://{host}:{port}"
         self.stdout.write(self.style.SUCCESS(f"Starting on {base}"))
         self.stdout.write(f"  API docs:   {base}/docs\n  Admin:      {base}/admin/")
+        if settings.METRICS_TOKEN:
+            self.stdout.write(f"  Metrics:    {base}/metrics (send Authorization: Bearer $METRICS_TOKEN)")
+        elif settings.METRICS_ALLOWED_IPS:
+            self.stdout.write(f"  Metrics:    {base}/metrics (from {', '.join(settings.METRICS_ALLOWED_IPS)})")
+        else:
+            self.stdout.write(f"  Metrics:    {base}/metrics is closed; restart with "
+                              f"METRICS_ALLOWED_IPS=127.0.0.1 (or METRICS_TOKEN) to read it")
         if username is None:
             return
         password = demo_password()

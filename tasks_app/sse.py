@@ -177,9 +177,9 @@ def open_task_stream(credentials: Credentials, task_id: str, last_event_raw: str
         # The final `complete` comes from the task itself, not from the log, so a stream
         # ends honestly however long ago the task finished and whatever was trimmed.
         opening.finished = True
-        # The snapshot stands where the stream resumes from, short of the final `complete`: a
-        # client that reconnects with its id gets the rest of this stream again.
-        opening.head = log.frame(PROGRESS, snapshot, f"{channel}:{max(0, min(opening.last_id, current - 1))}")
+        # As on a live task, a new client's snapshot carries the id to resume from (a resuming
+        # client keeps its own): short of the final `complete`, so a reconnect still gets it.
+        opening.head = log.frame(PROGRESS, snapshot, None if resuming else f"{channel}:{max(0, current - 1)}")
         opening.tail = log.frame(COMPLETE, snapshot, f"{channel}:{current}")
         return opening
     opening.head = log.frame(PROGRESS, snapshot, None if resuming else f"{channel}:{current}")

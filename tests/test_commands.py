@@ -9,8 +9,10 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -364,6 +366,24 @@ def test_quick_commands_do_not_import_the_audio_stack(argv: list[str], exit_code
     assert int(status) == exit_code, done.stdout + done.stderr
     assert "django" in imported.split()
     assert set(imported.split()) & AUDIO_STACK == set()
+
+
+def test_healthcheck_prints_the_answer_and_nothing_else(tmp_path: Path) -> None:
+    class Healthz(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+            body = b'{"status": "ok"}'
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    with ThreadingHTTPServer(("127.0.0.1", 0), Healthz) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        done = subprocess.run([sys.executable, "manage.py", "healthcheck", "--url",
+                               f"http://127.0.0.1:{server.server_port}/healthz"], cwd=ROOT,
+                              env=service_env(tmp_path), capture_output=True, text=True, timeout=120)
+        server.shutdown()
+    assert (done.returncode, done.stdout, done.stderr) == (0, '{"status": "ok"}\n', "")
 
 
 # ------------------------------------------------------------------- serve

@@ -5,7 +5,7 @@
 Runs each command (`--help`, `healthcheck`, `get_token`, `watch_task`, `create_test_task --help`)
 `--runs` times as a fresh process on a migrated SQLite database, in this tree and in a copy of
 `--against` (default `HEAD~1`, exported with `git archive`, so the repository is not touched),
-and prints the fastest and median wall time of each, whether the process loaded numpy, scipy or
+and prints the fastest and median wall time and the median CPU time of each, whether the process loaded numpy, scipy or
 PyAV, and the load average. `healthcheck` and `watch_task` ask a port where nothing listens, so
 they measure start-up and a refused connection, not a server.
 """
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -56,15 +57,22 @@ def export(ref: str, target: Path) -> Path:
     return target
 
 
-def time_command(tree: Path, argv: list[str], env: dict, runs: int) -> tuple[list[float], str]:
-    """Wall times of `runs` runs of one command in `tree`, and what it said about the audio stack."""
-    times, stack = [], "?"
+def cpu_of_children() -> float:
+    """CPU seconds (user + system) used by the finished children so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def time_command(tree: Path, argv: list[str], env: dict, runs: int) -> tuple[list[float], list[float], str]:
+    """Wall and CPU times of `runs` runs of one command in `tree`, and what it said about the audio stack."""
+    times, cpu, stack = [], [], "?"
     for _ in range(runs):
-        started = time.perf_counter()
+        started, cpu_before = time.perf_counter(), cpu_of_children()
         done = subprocess.run([sys.executable, "-c", RUNNER, *argv], cwd=tree, env=env, capture_output=True, text=True)
         times.append(time.perf_counter() - started)
+        cpu.append(cpu_of_children() - cpu_before)
         stack = done.stdout.rpartition("AUDIO_STACK ")[2].strip() or "?"
-    return times, stack
+    return times, cpu, stack
 
 
 def main() -> None:
@@ -80,12 +88,16 @@ def main() -> None:
         env = {**live_server.service_env(data), "PYTHONDONTWRITEBYTECODE": "1"}
         trees = {"this tree": REPO, args.against: export(args.against, Path(tmp) / "other")}
         print(f"load average before: {os.getloadavg()}")
-        print(f"{'command':<40} {'tree':<12} {'min s':>7} {'median s':>9}  audio stack loaded")
+        # CPU time barely depends on the load: on an idle machine, wall time comes close to it.
+        print(f"{'command':<40} {'tree':<12} {'min s':>7} {'median s':>9} {'CPU s':>6}  audio stack loaded")
         for argv in COMMANDS:
             for name, tree in trees.items():
-                times, stack = time_command(tree, argv, env, args.runs)
+                times, cpu, stack = time_command(tree, argv, env, args.runs)
                 label = " ".join(argv)[:40]
-                print(f"{label:<40} {name:<12} {min(times):>7.2f} {statistics.median(times):>9.2f}  {stack}")
+                print(
+                    f"{label:<40} {name:<12} {min(times):>7.2f} {statistics.median(times):>9.2f} "
+                    f"{statistics.median(cpu):>6.2f}  {stack}"
+                )
         print(f"load average after: {os.getloadavg()}")
 
 

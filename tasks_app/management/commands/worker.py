@@ -14,6 +14,7 @@ from django.db import close_old_connections
 from django_tasks_db.management.commands import db_worker
 
 from tasks_app import jobs
+
 # The processing code is imported once, here, so that every job forked from the worker (isolation.py)
 # starts with numpy, scipy and PyAV loaded instead of importing them again.
 from tasks_app.audio.processors import analyze, normalize  # noqa: F401

@@ -522,6 +522,7 @@ def test_a_backgrounded_serve_stops_its_children_with_the_sigint_it_forwards(tmp
     assert "Received Interrupt" in log
     # Children still running after the forwarded SIGINT would be sent SIGTERM, then SIGKILL.
     assert "still running; sending" not in log, log
+    assert "Traceback" not in log, log
 
 
 @pytest.mark.parametrize("command", ["serve", "web"])

@@ -178,7 +178,9 @@ def stop_children(children: list[Child], signum: int, stdout: OutputWrapper) -> 
             stdout.write(f"{', '.join(c.name for c in alive)} still running; sending {signal.strsignal(attempt)}.")
         for child in alive:
             try:
-                child.process.send_signal(attempt)
+                # A child still starting has no work to hand back, and Python would answer
+                # SIGINT with a KeyboardInterrupt traceback from whatever it was importing.
+                child.process.send_signal(attempt if child.started() else signal.SIGTERM)
             except ProcessLookupError:
                 pass
         deadline = time.monotonic() + wait

@@ -30,7 +30,9 @@ USER app
 VOLUME ["/data"]
 EXPOSE 8000
 # Every command answers /healthz on port 8000 except `worker`: override or disable the check
-# for worker containers (docker run --no-healthcheck).
+# for worker containers (docker run --no-healthcheck). `healthcheck` loads no audio stack (numpy,
+# scipy, PyAV; tests/test_commands.py checks it), so it starts in about a second, well inside the
+# timeout on a busy host (bench/command_startup.py).
 HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 \
     CMD ["python", "manage.py", "healthcheck", "--url", "http://127.0.0.1:8000/healthz"]
 # One image, three process commands:

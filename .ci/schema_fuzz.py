@@ -3,20 +3,31 @@
     .venv/bin/python .ci/schema_fuzz.py [--max-examples 90] [-- extra schemathesis arguments]
 
 Starts Daphne (`project.server`) and one worker on a fresh SQLite database in a temp folder,
-with a free port on loopback; signs in as a user; runs `schemathesis run` with every check,
-the examples, coverage, fuzzing and stateful (links) phases; stops the service. Exits with
-schemathesis' status, and prints the number of generated cases.
+with a free port on loopback, and seeds real data (`seed`): alice's audio files, and her tasks
+in every state, two of them really processed (so their files exist). The worker is then stopped,
+so the seeded states stay put. Runs `schemathesis run` with every check, the examples, coverage,
+fuzzing and stateful (links) phases, with the seeded ids offered for every id parameter half of the
+time (so each operation reaches real objects, not only 404s); stops the service. Prints each
+operation's status mix (from the HAR report), the number of generated cases and of 5xx answers,
+and exits with schemathesis' status (non-zero on any failed check, a schema mismatch among them).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
+import signal
+import struct
 import subprocess
 import sys
 import tempfile
+from collections import Counter, defaultdict
 from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
@@ -24,6 +35,21 @@ if str(REPO) not in sys.path:
 
 from tests import live_server  # noqa: E402
 
+
+def tiny_wav() -> bytes:
+    """0.2 s of 8 kHz 8-bit mono WAV with every byte below 0x80, so it survives as a text value."""
+    rate, samples = 8000, bytes((i * 7) % 0x60 + 0x10 for i in range(1600))
+    body = (
+        b"WAVE"
+        + struct.pack("<4sIHHIIHH", b"fmt ", 16, 1, 1, rate, rate, 1, 8)
+        + b"data"
+        + struct.pack("<I", len(samples))
+        + samples
+    )
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+TINY_WAV = tiny_wav()
 # Streams answer until their task ends (the all-tasks stream never does): a bounded read.
 STREAM_TIMEOUT_SECONDS = 0.5
 
@@ -38,12 +64,27 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="schema-fuzz-") as tmp:
         service = live_server.start_service(Path(tmp), workers=1)
         try:
-            token = service.token("alice")
-            seed(service, token, Path(tmp))
+            tokens = httpx.post(
+                f"{service.base_url}/api/v1/auth/token/",
+                json={"username": "alice", "password": live_server.PASSWORD},
+                timeout=30,
+            ).json()
+            token = tokens["access"]
+            audio_ids, task_ids = seed(service, token, Path(tmp))
             config = Path(tmp) / "schemathesis.toml"
             config.write_text(
-                CONFIG.format(timeout=STREAM_TIMEOUT_SECONDS, stream_examples=max(5, args.max_examples // 4))
+                CONFIG.format(
+                    timeout=STREAM_TIMEOUT_SECONDS,
+                    stream_examples=max(5, args.max_examples // 4),
+                    audio_ids=json.dumps(audio_ids),
+                    task_ids=json.dumps(task_ids),
+                    wav=json.dumps(TINY_WAV.decode("latin-1")),  # a JSON string is a TOML string
+                    password=json.dumps(live_server.PASSWORD),
+                    refresh=json.dumps(tokens["refresh"]),
+                    access=json.dumps(token),
+                )
             )
+            har = Path(tmp) / "fuzz.har"
             command = [
                 str(Path(sys.executable).with_name("schemathesis")),
                 "--config-file",
@@ -73,6 +114,10 @@ def main() -> int:
                 "--request-timeout",
                 "20",
                 "--no-color",
+                "--report",
+                "har",
+                "--report-har-path",
+                str(har),
                 *args.extra,
             ]
             result = subprocess.run(
@@ -81,23 +126,119 @@ def main() -> int:
             sys.stdout.write(result.stdout)
             sys.stderr.write(result.stderr)
             cases = re.search(r"(\d[\d,]*) generated", result.stdout)
-            print(f"schema_fuzz: {cases.group(1) if cases else '?'} generated cases, exit status {result.returncode}")
-            return result.returncode
+            server_errors = print_status_mix(har, service.base_url)
+            print(
+                f"schema_fuzz: {cases.group(1) if cases else '?'} generated cases, {server_errors} 5xx, "
+                f"exit status {result.returncode}"
+            )
+            return result.returncode or int(server_errors > 0)
         finally:
             live_server.stop_service(service)
 
 
-def seed(service: live_server.LiveService, token: str, folder: Path) -> None:
-    """Give alice an audio file (id 1) and a task on it, so generated ids can hit real data."""
+def seed(service: live_server.LiveService, token: str, folder: Path) -> tuple[list[int], list[str]]:
+    """Give alice audio files and tasks in every state; return (audio ids, task ids).
+
+    A completed `analyze` and `normalize` task (processed by the worker, so their waveform and
+    output exist), then, with the worker stopped, a pending, a processing, a failed and a
+    cancelled task, set through the services as a worker and a user would.
+    """
     from tasks_app.audio.generate import write_tone
 
-    path = folder / "seed.wav"
-    write_tone(str(path), 1.0)
-    audio = service.upload(token, path)
-    service.create_task(token, audio["id"])
+    audio_ids = []
+    for name, seconds in (("seed.wav", 1.0), ("other.wav", 2.0), ("spare.wav", 1.0)):
+        write_tone(str(folder / name), seconds)
+        audio_ids.append(service.upload(token, folder / name)["id"])
+    done = [
+        service.create_task(token, audio_ids[0])["id"],
+        service.create_task(token, audio_ids[0], kind="normalize", options={"output_format": "mp3"})["id"],
+    ]
+    with service.client(token) as client:
+        live_server.wait_until(
+            lambda: all(client.get(f"/api/v1/tasks/{t}/").json()["state"] == "completed" for t in done),
+            300,
+            "the seeded tasks to complete",
+            interval=0.5,
+        )
+    for worker in service.workers:
+        os.killpg(worker.pid, signal.SIGTERM)
+        worker.wait(timeout=60)
+    states = service.shell(
+        "from django.contrib.auth import get_user_model\n"
+        "from tasks_app import services\n"
+        "alice = get_user_model().objects.get(username='alice')\n"
+        f"audio = {audio_ids[1]}\n"
+        "pending = services.task_create(owner=alice, audio_file_id=audio)\n"
+        "processing = services.task_create(owner=alice, audio_file_id=audio)\n"
+        "services.task_start(task_id=processing.id)\n"
+        "failed = services.task_create(owner=alice, audio_file_id=audio)\n"
+        "services.task_start(task_id=failed.id)\n"
+        "services.task_fail(task_id=failed.id, error='Seeded failure.')\n"
+        "cancelled = services.task_create(owner=alice, audio_file_id=audio)\n"
+        "services.task_cancel(task_id=cancelled.id)\n"
+        "print(pending.id, processing.id, failed.id, cancelled.id)\n"
+    )
+    return audio_ids, done + states.split()
+
+
+def operation_of(method: str, path: str, templates: list[tuple[str, re.Pattern]]) -> str:
+    """`METHOD /path/{param}/` for a concrete request path (or the path itself when none matches)."""
+    for template, pattern in templates:
+        if pattern.fullmatch(path):
+            return f"{method} {template}"
+    return f"{method} {path}"
+
+
+def print_status_mix(har: Path, base_url: str) -> int:
+    """Print how many answers of each status every operation got; return the number of 5xx."""
+    paths = httpx.get(f"{base_url}/api/schema/?format=json", timeout=30).json()["paths"]
+    templates = [(t, re.compile(re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(t)))) for t in paths]
+    mix: dict[str, Counter] = defaultdict(Counter)
+    for entry in json.loads(har.read_text())["log"]["entries"]:
+        request = entry["request"]
+        mix[operation_of(request["method"], urlsplit(request["url"]).path, templates)][entry["response"]["status"]] += 1
+    documented = {f"{method.upper()} {path}" for path, item in paths.items() for method in item}
+    undocumented: Counter = Counter()
+    print("schema_fuzz: status mix per operation")
+    for operation in sorted(mix):
+        if operation not in documented:
+            undocumented.update(mix[operation])
+            continue
+        counts = ", ".join(f"{status}: {n}" for status, n in sorted(mix[operation].items()))
+        print(f"  {operation:<48} {counts}")
+    counts = ", ".join(f"{status}: {n}" for status, n in sorted(undocumented.items()))
+    print(f"  {'(methods the schema does not list)':<48} {counts}")
+    return sum(n for counts in mix.values() for status, n in counts.items() if status >= 500)
 
 
 CONFIG = """\
+# The seeded ids, offered for every id parameter half of the time (the other half is generated,
+# so unknown ids are still tried).
+[dictionaries]
+audio = {{ values = {audio_ids} }}
+tasks = {{ values = {task_ids} }}
+
+# An upload that decodes (the tiny WAV below), and real credentials and tokens, so the upload
+# and the token endpoints answer 2xx too, not only 400/401. Schemathesis still warns of a
+# "validation mismatch" on the upload: its own binary placeholder (a 1-pixel PNG) is refused
+# as not audio, which no schema keyword can say.
+upload = {{ values = [{wav}] }}
+usernames = {{ values = ["alice"] }}
+passwords = {{ values = [{password}] }}
+refresh = {{ values = [{refresh}] }}
+jwt = {{ values = [{access}, {refresh}] }}
+
+[parameters]
+"body.file" = {{ dictionary = "upload", probability = 0.8 }}
+"body.username" = {{ dictionary = "usernames", probability = 0.5 }}
+"body.password" = {{ dictionary = "passwords", probability = 0.5 }}
+"body.refresh" = {{ dictionary = "refresh", probability = 0.5 }}
+"body.token" = {{ dictionary = "jwt", probability = 0.5 }}
+"path.id" = {{ dictionary = "audio", probability = 0.5 }}
+"path.task_id" = {{ dictionary = "tasks", probability = 0.5 }}
+"body.audio_file" = {{ dictionary = "audio", probability = 0.5 }}
+"body.task_id" = {{ dictionary = "tasks", probability = 0.5 }}
+
 # A stream is read until it ends or for {timeout} s (the snapshot comes at once, the all-tasks
 # stream never ends); schemathesis checks the events read by then.
 [[operations]]

@@ -9,6 +9,8 @@ from typing import Any, Callable
 import httpx
 from httpx_sse import connect_sse
 
+# Seconds to wait for a TCP connection: a reachable server accepts at once.
+CONNECT_TIMEOUT = 5.0
 # What the caller is told about each event: (event type, TaskProgress payload, event id).
 OnEvent = Callable[[str, dict, str], None]
 
@@ -36,7 +38,8 @@ def watch(
     """Follow a task's stream until `complete` and return that final TaskProgress.
 
     Reconnects with Last-Event-ID when the connection drops mid-stream, so no event is
-    missed; gives up after `max_retries` failed attempts in a row. A 204 (the stream
+    missed; gives up after `max_retries` failed attempts in a row. A server that cannot be
+    reached at all on the first attempt (wrong URL, nothing listening) fails at once. A 204 (the stream
     already ended for this client) is answered with the polling endpoint's TaskProgress.
     `timeout` bounds each read: the server sends a keep-alive at least every 20 s.
     `transport` replaces the network (tests pass an httpx.MockTransport).
@@ -44,7 +47,8 @@ def watch(
     url = stream_url(base_url, task_id)
     headers = {"Authorization": f"Bearer {token}"}
     failures = 0
-    with httpx.Client(timeout=httpx.Timeout(timeout, connect=10.0),
+    answered = False
+    with httpx.Client(timeout=httpx.Timeout(timeout, connect=CONNECT_TIMEOUT),
                       transport=transport) as client:
         while True:
             if last_event_id:
@@ -52,11 +56,12 @@ def watch(
             try:
                 with connect_sse(client, "GET", url, headers=dict(headers)) as source:
                     response = source.response
+                    answered = True
                     if response.status_code == 204:
                         return _poll_progress(client, base_url, task_id, headers)
                     if response.status_code != 200:
                         response.read()
-                        raise StreamError(_error_message(response),
+                        raise StreamError(f"{url} answered {_error_message(response)}",
                                           status=response.status_code)
                     for sse in source.iter_sse():
                         if sse.id:
@@ -73,11 +78,14 @@ def watch(
                             return payload
             except httpx.TransportError as exc:
                 error: str = f"{type(exc).__name__}: {exc}"
+                if not answered:
+                    # Retrying a server that never answered only delays the same message.
+                    raise StreamError(f"Cannot reach {url}: {error}") from exc
             else:
                 error = "the server ended the stream before `complete`"
             failures += 1
             if failures > max_retries:
-                raise StreamError(f"Gave up after {max_retries} reconnects: {error}")
+                raise StreamError(f"Gave up on {url} after {max_retries} reconnects: {error}")
             time.sleep(retry_delay * failures)
 
 

@@ -48,6 +48,15 @@ class HandBack(Exception):
     """The worker is stopping: give the running task back to the queue."""
 
 
+# What became of a job's task: the job's return value, so that its result (SUCCESSFUL for every
+# job that ran to its end) tells a completed task from a hand-back, a failure or a cancel.
+COMPLETED = "completed"
+FAILED = "failed"
+STOPPED = "stopped: the task is no longer processing"
+HANDED_BACK = "handed back to pending: the worker stopped"
+SKIPPED = "skipped: the task is no longer pending"
+
+
 class ProgressReporter:
     """Turns the pipeline's progress callbacks into throttled, guarded task updates.
 
@@ -145,17 +154,17 @@ def keep_alive(task_id: str, attempt: int) -> None:
 
 
 @task(queue_name="default")
-def run_task(task_id: str) -> None:
-    """Process one task from pending to completed, failed or cancelled."""
+def run_task(task_id: str) -> str:
+    """Process one task from pending to completed, failed or cancelled; return what became of it."""
     claimed = services.task_start(task_id=task_id)
     if claimed is None:
         logger.info("Task %s is no longer pending; skipped", task_id)
-        return
-    process(claimed)
+        return SKIPPED
+    return process(claimed)
 
 
-def process(task_row: Task) -> None:
-    """Run a claimed task's processor and record the outcome."""
+def process(task_row: Task) -> str:
+    """Run a claimed task's processor, record the outcome and return it (COMPLETED, HANDED_BACK, …)."""
     task_id, attempt = task_row.id, task_row.attempts
     reporter = ProgressReporter(task_id, attempt)
     try:
@@ -176,22 +185,22 @@ def process(task_row: Task) -> None:
             store_artifacts(task_id, attempt, folder, result)
     except Cancelled:
         logger.info("Task %s stopped: no longer processing", task_id)
-        return
+        return STOPPED
     except HandBack:
-        if services.task_hand_back(task_id=task_id, attempt=attempt) is not None:
-            logger.warning("Worker stopping: task %s handed back to pending", task_id)
-        return
+        if services.task_hand_back(task_id=task_id, attempt=attempt) is None:
+            return STOPPED
+        logger.warning("Worker stopping: task %s handed back to pending", task_id)
+        return HANDED_BACK
     except CONNECTION_ERRORS:
         logger.warning("Task %s: database connection lost; handing it back", task_id, exc_info=True)
-        hand_back_after_connection_loss(task_id, attempt)
-        return
+        return HANDED_BACK if hand_back_after_connection_loss(task_id, attempt) else STOPPED
     except (AudioError, OptionsError, JobCrashed) as exc:
         services.task_fail(task_id=task_id, attempt=attempt, error=str(exc))
-        return
+        return FAILED
     except Exception:  # noqa: BLE001 - any failure must end the task, not strand it
         logger.exception("Task %s failed", task_id)
         services.task_fail(task_id=task_id, attempt=attempt, error=TaskCrashed.default_detail)
-        return
+        return FAILED
     try:
         # Django's JSON encoder writes NaN and infinity, which no database accepts as JSON.
         json.dumps(result, allow_nan=False)
@@ -201,19 +210,23 @@ def process(task_row: Task) -> None:
         # not, and only then are this attempt's stored files surely unused.
         logger.warning("Task %s: database connection lost while completing; handing it back", task_id,
                        exc_info=True)
-        if hand_back_after_connection_loss(task_id, attempt):
-            services.remove_artifacts(services.artifacts_dir(task_id, attempt))
-        return
+        if not hand_back_after_connection_loss(task_id, attempt):
+            return STOPPED
+        services.remove_artifacts(services.artifacts_dir(task_id, attempt))
+        return HANDED_BACK
     except (TypeError, ValueError, DatabaseError):
         logger.exception("Task %s: result refused", task_id)
         services.task_fail(task_id=task_id, attempt=attempt, error=(
             "The result could not be saved: it holds values that cannot be stored as JSON "
             f"(such as NaN or infinity). This is a bug in the {task_row.kind!r} processor."))
-        completed = None
+        services.remove_artifacts(services.artifacts_dir(task_id, attempt))
+        return FAILED
     if completed is None:
         logger.info("Task %s attempt %d did not complete (cancelled, superseded or refused)",
                     task_id, attempt)
         services.remove_artifacts(services.artifacts_dir(task_id, attempt))
+        return STOPPED
+    return COMPLETED
 
 
 def hand_back_after_connection_loss(task_id: str, attempt: int) -> bool:

@@ -11,7 +11,7 @@ from django.core.files.storage import default_storage
 from django.db import connection
 from django.db.models import QuerySet
 
-from .audio.encode import MEDIA_TYPES
+from .audio.formats import MEDIA_TYPES
 from .events import current_id_sql
 from .exceptions import NotFound, NotReady
 from .models import AudioFile, Task

@@ -6,7 +6,7 @@ import logging
 import os
 import tempfile
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.files import File
@@ -16,13 +16,15 @@ from django.db import transaction
 from django.utils import timezone
 
 from .audio.errors import AudioError, OptionsError
-from .audio.probe import AudioInfo, probe
 from .audio.registry import get_processor, validate_options
 from .exceptions import (AudioTooLong, Conflict, IllegalTransition, InvalidAudio, InvalidInput,
                          NotFound, UploadTooLarge)
 from .models import AudioFile, Task
 from .selectors import audio_files_visible_to
 from .webhooks.services import record_task_event, record_task_progress
+
+if TYPE_CHECKING:
+    from .audio.probe import AudioInfo
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +47,11 @@ def audio_file_create(*, owner: Any, upload: UploadedFile) -> AudioFile:
         for chunk in upload.chunks():
             tmp.write(chunk)
         tmp.flush()
+        # Probing needs PyAV; it is imported here, where a file is probed, so that the many
+        # callers of this module that never probe (every management command, the worker's
+        # state changes) start without loading the audio stack.
+        from .audio.probe import probe
+
         try:
             info = probe(tmp.name)
         except AudioError as exc:

@@ -21,6 +21,7 @@ from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.exceptions import AuthenticationFailed, InvalidToken
 
 from . import events as log
+from .api.exceptions import describe
 from .events import COMPLETE, DELETED, ERROR, PROGRESS, LogEvent
 from .exceptions import NotFound, Unauthenticated
 from .fanout import notify
@@ -136,7 +137,9 @@ def authenticate(credentials: Credentials, *, task_id: str | None) -> Caller:
         token = auth.get_validated_token(raw.encode())
         user = auth.get_user(token)
     except (InvalidToken, AuthenticationFailed) as exc:
-        raise Unauthenticated("Token is invalid or expired.", code="token_not_valid") from exc
+        # The API's words for the same token (its exception handler reads them the same way).
+        code, message, _ = describe(exc)
+        raise Unauthenticated(message, code=code) from exc
     expires = token.get("exp")
     return Caller(user, float(expires) if isinstance(expires, int | float) else None)
 
@@ -174,7 +177,9 @@ def open_task_stream(credentials: Credentials, task_id: str, last_event_raw: str
         # The final `complete` comes from the task itself, not from the log, so a stream
         # ends honestly however long ago the task finished and whatever was trimmed.
         opening.finished = True
-        opening.head = log.frame(PROGRESS, snapshot)
+        # As on a live task, a new client's snapshot carries the id to resume from (a resuming
+        # client keeps its own): short of the final `complete`, so a reconnect still gets it.
+        opening.head = log.frame(PROGRESS, snapshot, None if resuming else f"{channel}:{max(0, current - 1)}")
         opening.tail = log.frame(COMPLETE, snapshot, f"{channel}:{current}")
         return opening
     opening.head = log.frame(PROGRESS, snapshot, None if resuming else f"{channel}:{current}")

@@ -8,6 +8,9 @@ import pytest
 from django.conf import settings
 from rest_framework_simplejwt.tokens import AccessToken
 
+from tasks_app.exceptions import Unauthenticated
+from tasks_app.sse import Credentials, authenticate
+
 from .conftest import PASSWORD, obtain_tokens
 
 pytestmark = pytest.mark.django_db
@@ -45,6 +48,23 @@ def test_request_with_expired_token_is_401_json(api_client, user):
     api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
     error = assert_error(api_client.get(TASKS_URL), 401, "token_not_valid")
     assert "expired" in error["message"].lower()
+
+
+@pytest.mark.parametrize("problem", ["expired", "garbage", "deleted user"])
+def test_the_stream_refuses_a_token_with_the_apis_code_and_message(api_client, user, problem: str) -> None:
+    token = AccessToken.for_user(user)
+    if problem == "expired":
+        token.set_exp(lifetime=-timedelta(seconds=1))
+    raw = "not-a-jwt" if problem == "garbage" else str(token)
+    if problem == "deleted user":
+        user.delete()
+    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    api = assert_error(api_client.get(TASKS_URL), 401)
+
+    with pytest.raises(Unauthenticated) as refused:
+        authenticate(Credentials(bearer=raw), task_id=None)
+
+    assert (refused.value.code, refused.value.message) == (api["code"], api["message"])
 
 
 def test_token_obtain_returns_access_and_refresh_that_authenticate(api_client, user):

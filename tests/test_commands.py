@@ -6,10 +6,13 @@ import io
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -17,16 +20,18 @@ import httpx
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
-from django.core.management.base import CommandError
+from django.core.management.base import CommandError, OutputWrapper
 from django.utils import timezone
 from rest_framework_simplejwt.tokens import AccessToken
 
 from tasks_app import services
+from tasks_app.audio.probe import probe
 from tasks_app.client import StreamError, format_eta, watch
+from tasks_app.management.commands import serve
 from tasks_app.models import AudioFile, Task
 from tasks_app.recovery import recover, task_requeue_orphaned
 
-from .live_server import ROOT, free_port, service_env, wait_until
+from .live_server import ROOT, copy_sqlite, free_port, migrated_sqlite_template, service_env, wait_until
 
 pytestmark = pytest.mark.django_db
 
@@ -280,6 +285,37 @@ def test_watch_answers_204_with_the_polled_progress() -> None:
     assert final["state"] == "completed"
 
 
+def test_watch_names_the_url_at_once_when_the_server_cannot_be_reached() -> None:
+    calls = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
+
+    with pytest.raises(StreamError) as info:
+        watch("http://127.0.0.1:9", "task_x", "tok", transport=httpx.MockTransport(handler))
+    assert info.value.message == (
+        "Cannot reach http://127.0.0.1:9/api/v1/sse/tasks/task_x/progress: "
+        "ConnectError: [Errno 111] Connection refused")
+    assert len(calls) == 1, "a server that never answered is not retried"
+
+
+def test_watch_reconnects_to_a_server_that_answered_before_and_names_it_when_giving_up() -> None:
+    calls = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        if len(calls) == 1:
+            body = _sse("progress", _progress("processing", 40), "task-task_x:2")
+            return httpx.Response(200, text=body, headers={"content-type": "text/event-stream"})
+        raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
+
+    with pytest.raises(StreamError, match=r"^Gave up on http://server/api/v1/sse/tasks/task_x/progress after 2 "):
+        watch("http://server", "task_x", "tok", transport=httpx.MockTransport(handler), max_retries=2,
+              retry_delay=0)
+    assert len(calls) == 3  # the stream that ended early, then two failed reconnects
+
+
 @pytest.mark.parametrize(("seconds", "text"), [
     (None, "?"), (0.4, "0s"), (42, "42s"), (65, "1m05s"), (3599.6, "1h00m"), (7385, "2h03m"),
 ])
@@ -287,17 +323,80 @@ def test_format_eta(seconds: float | None, text: str) -> None:
     assert format_eta(seconds) == text
 
 
+def test_the_readmes_sample_file_is_made_by_one_command(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "tasks_app.audio.generate", str(tmp_path / "x.wav"),
+                           "--seconds", "3"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+    assert done.returncode == 0, done.stderr
+    info = probe(str(tmp_path / "x.wav"))
+    assert (info.format, info.channels, info.sample_rate) == ("wav", 2, 44100)
+    assert info.duration == pytest.approx(3.0)
+
+
+# ------------------------------------------------------------- start-up cost
+
+# Runs a management command as manage.py would, then prints its exit status and the top-level
+# packages it imported.
+IMPORTS_RUNNER = (
+    "import sys\n"
+    "from django.core.management import execute_from_command_line\n"
+    "code = 0\n"
+    "try:\n"
+    "    execute_from_command_line(['manage.py', *sys.argv[1:]])\n"
+    "except SystemExit as exc:\n"
+    "    code = exc.code or 0\n"
+    "print('EXIT', code, 'IMPORTED', *sorted({name.partition('.')[0] for name in sys.modules}))\n"
+)
+AUDIO_STACK = {"numpy", "scipy", "av"}
+
+
+@pytest.mark.parametrize(("argv", "exit_code"), [
+    (["--help"], 0),
+    (["healthcheck", "--url", "http://127.0.0.1:9/healthz"], 1),  # nothing listens on port 9
+    (["get_token", "alice"], 0),
+    (["watch_task", "task_x", "--user", "alice", "--url", "http://127.0.0.1:9"], 1),
+    (["create_test_task", "--help"], 0),
+    (["create_and_monitor_task", "--help"], 0),
+], ids=lambda value: " ".join(value) if isinstance(value, list) else str(value))
+def test_quick_commands_do_not_import_the_audio_stack(argv: list[str], exit_code: int, tmp_path: Path) -> None:
+    copy_sqlite(migrated_sqlite_template(), tmp_path / "db.sqlite3")
+    done = subprocess.run([sys.executable, "-c", IMPORTS_RUNNER, *argv], cwd=ROOT, env=service_env(tmp_path),
+                          capture_output=True, text=True, timeout=120)
+    status, _, imported = done.stdout.rpartition("EXIT ")[2].partition(" IMPORTED ")
+    assert int(status) == exit_code, done.stdout + done.stderr
+    assert "django" in imported.split()
+    assert set(imported.split()) & AUDIO_STACK == set()
+
+
+def test_healthcheck_prints_the_answer_and_nothing_else(tmp_path: Path) -> None:
+    class Healthz(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+            body = b'{"status": "ok"}'
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    with ThreadingHTTPServer(("127.0.0.1", 0), Healthz) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        done = subprocess.run([sys.executable, "manage.py", "healthcheck", "--url",
+                               f"http://127.0.0.1:{server.server_port}/healthz"], cwd=ROOT,
+                              env=service_env(tmp_path), capture_output=True, text=True, timeout=120)
+        server.shutdown()
+    assert (done.returncode, done.stdout, done.stderr) == (0, '{"status": "ok"}\n', "")
+
+
 # ------------------------------------------------------------------- serve
 
 
-def _start_serve(tmp_path: Any) -> tuple[subprocess.Popen, str, dict]:
+def _start_serve(tmp_path: Any, preexec_fn: Callable[[], None] | None = None) -> tuple[subprocess.Popen, str, dict]:
     """Run `manage.py serve` on a free port against a fresh data folder; wait for /docs."""
     env = service_env(tmp_path, {"PYTHONUNBUFFERED": "1"})
     env.pop("DEMO_PASSWORD", None)  # the banner must show the default demo password
     port = free_port()
     log = open(tmp_path / "serve.log", "wb")
     proc = subprocess.Popen([sys.executable, "manage.py", "serve", "--port", str(port)],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=preexec_fn)
     base = f"http://127.0.0.1:{port}"
 
     def docs_ok() -> bool:
@@ -349,6 +448,7 @@ def test_serve_runs_daphne_and_a_worker_and_stops_cleanly_on_ctrl_c(tmp_path: Pa
         banner = (tmp_path / "serve.log").read_text()
         assert "username=demo password=demo-password" in banner
         assert f"{base}/admin/" in banner
+        assert f"{base}/metrics is closed; restart with METRICS_ALLOWED_IPS=127.0.0.1" in banner
     finally:
         proc.send_signal(signal.SIGINT)  # what a terminal's Ctrl-C sends (SIGTERM: same path)
         code = proc.wait(timeout=60)
@@ -407,6 +507,75 @@ def test_serve_restarts_a_killed_worker_and_daphne_and_the_task_completes(
     log = (tmp_path / "serve.log").read_text()
     assert code == 0, log
     assert "worker 0 exited with code -9" in log and "daphne exited with code -9" in log
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_backgrounded_serve_stops_its_children_with_the_sigint_it_forwards(tmp_path: Path) -> None:
+    # A shell starts a background job (`manage.py serve &`) with SIGINT ignored.
+    proc, _, _ = _start_serve(tmp_path, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    try:
+        proc.send_signal(signal.SIGINT)
+    finally:
+        code = proc.wait(timeout=120)
+    log = (tmp_path / "serve.log").read_text()
+    assert code == 0, log
+    assert "Received Interrupt" in log
+    # Children still running after the forwarded SIGINT would be sent SIGTERM, then SIGKILL.
+    assert "still running; sending" not in log, log
+    assert "Traceback" not in log, log
+
+
+@pytest.mark.parametrize("command", ["serve", "web"])
+def test_serve_and_web_on_a_port_in_use_exit_with_one_line_naming_it(command: str, tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = subprocess.run([sys.executable, "manage.py", command, "--port", str(port)], cwd=ROOT,
+                              env=service_env(tmp_path), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert done.stdout == ""  # no banner, no worker, no migration
+    assert done.stderr.splitlines() == [
+        f"CommandError: Cannot listen on 127.0.0.1:{port}: Address already in use (pick another --port)."]
+
+
+def _child(code: str) -> "serve.Child":
+    """A supervised Python child running `code`."""
+    return serve.Child("child", [sys.executable, "-c", code])
+
+
+def _supervise_until_second_exit(child: "serve.Child") -> tuple[int | None, list[int | None]]:
+    """Supervise `child` until it has exited twice (then SIGTERM ends it); return (signal, exit codes)."""
+    exits: list[int | None] = []
+
+    def on_exit(exited: serve.Child) -> None:
+        exits.append(exited.process.returncode)
+        if len(exits) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        serve.start_child(child, None)
+        return serve.supervise([child], None, OutputWrapper(io.StringIO()), on_exit), exits
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+
+
+def test_serve_restarts_a_child_that_crashed_after_its_start_up() -> None:
+    child = _child(f"import os; os.write(int(os.environ[{serve.READY_FD_ENV!r}]), b'1'); raise SystemExit(3)")
+
+    signum, exits = _supervise_until_second_exit(child)
+
+    assert (signum, exits) == (signal.SIGTERM, [3, 3])
+
+
+def test_serve_does_not_restart_a_child_that_fails_during_start_up() -> None:
+    child = _child("raise SystemExit(3)")  # never says it is ready
+
+    with pytest.raises(serve.StartupFailed, match="child exited with code 3 before it was ready"):
+        _supervise_until_second_exit(child)
+    assert child.restart_at is None
 
 
 def test_serve_waits_longer_after_each_quick_crash_up_to_a_cap() -> None:

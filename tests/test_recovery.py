@@ -110,10 +110,12 @@ def test_a_stopping_worker_hands_its_running_task_back(
     task = services.task_create(owner=user, audio_file_id=make_audio(user).pk)
     monkeypatch.setattr(jobs, "hand_back_requested", _set_event())
 
-    jobs.run_task.call(task.pk)
+    outcome = jobs.run_task.call(task.pk)
 
     task.refresh_from_db()
     assert (task.state, task.attempts, task.error) == (Task.State.PENDING, 1, None)
+    # The job's result (stored by the worker as its return value) is not that of a success.
+    assert outcome == jobs.HANDED_BACK != jobs.COMPLETED
 
 
 def _set_event() -> Any:

@@ -168,8 +168,12 @@ def test_finished_task_stream_sends_snapshot_and_complete_then_closes(live, tmp_
         assert resp.headers["cache-control"] == "no-cache"
         assert resp.headers["x-accel-buffering"] == "no"
         _, events = read_events(client, stream_url(task["id"]))
+        # Every event has an id to resume from; resuming after the snapshot still gets `complete`.
+        assert all(e.id for e in events), [e.id for e in events]
+        _, resumed = read_events(client, stream_url(task["id"]), headers={"Last-Event-ID": events[0].id})
     assert [e.event for e in events] == ["progress", "complete"]
     assert payloads(events)[0]["state"] == "completed"
+    assert [e.event for e in resumed] == ["progress", "complete"]
 
 
 def test_docs_admin_and_their_static_files_are_served_by_daphne(live):  # noqa: F811

@@ -30,8 +30,13 @@ def store(owner: Any, path: Path) -> Any:
 
 def run(task: Task) -> Task:
     """What the worker does with one queued task; returns the task as stored afterwards."""
-    jobs.run_task.call(task.id)
-    return Task.objects.get(pk=task.id)
+    outcome = jobs.run_task.call(task.id)
+    done = Task.objects.get(pk=task.id)
+    # The job's return value (its result's) says what became of the task.
+    expected = {Task.State.COMPLETED: jobs.COMPLETED, Task.State.FAILED: jobs.FAILED}.get(
+        done.state, jobs.STOPPED if done.started_at else jobs.SKIPPED)
+    assert outcome == expected, (outcome, done.state)
+    return done
 
 
 @pytest.mark.parametrize("fmt", ["wav", "mp3", "flac", "opus", "m4a"])

@@ -24,7 +24,7 @@ from rest_framework.views import APIView
 from rest_framework_simplejwt.authentication import JWTAuthentication
 
 from .. import selectors, services, tickets
-from ..audio.encode import MEDIA_TYPES
+from ..audio.formats import MEDIA_TYPES
 from ..exceptions import NotFound
 from ..models import AudioFile, Task
 from ..progress import TaskProgressSerializer, task_progress
@@ -115,7 +115,10 @@ AUDIO_ID = OpenApiParameter("id", OpenApiTypes.INT, OpenApiParameter.PATH,
     ),
     destroy=extend_schema(summary="Delete an audio file and its finished tasks",
                           parameters=[AUDIO_ID],
-                          responses={204: None, **errors(401, 404, 409)}),
+                          responses={204: None, **errors(401, 404), 409: OpenApiResponse(
+                              ErrorSerializer, description=(
+                                  "A pending or processing task uses the file (`in_use`): cancel or "
+                                  "delete that task first."))}),
 )
 class AudioFileViewSet(viewsets.GenericViewSet):
     """Upload, list, show and delete the caller's audio files."""

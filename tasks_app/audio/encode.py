@@ -7,6 +7,8 @@ from types import TracebackType
 import av
 import numpy as np
 
+from tasks_app.audio.formats import DEFAULT_BIT_RATE_KBPS
+
 # fmt -> (container format, codec, rates the codec accepts or None for any, lossy)
 FORMATS: dict[str, tuple[str, str, tuple[int, ...] | None, bool]] = {
     "wav": ("wav", "pcm_s16le", None, False),
@@ -14,12 +16,6 @@ FORMATS: dict[str, tuple[str, str, tuple[int, ...] | None, bool]] = {
     "mp3": ("mp3", "libmp3lame", (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000), True),
     "opus": ("ogg", "libopus", (8000, 12000, 16000, 24000, 48000), True),
     "m4a": ("mp4", "aac", (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000), True),
-}
-EXTENSIONS: dict[str, str] = {"wav": "wav", "flac": "flac", "mp3": "mp3", "opus": "opus", "m4a": "m4a"}
-DEFAULT_BIT_RATE_KBPS: dict[str, int] = {"mp3": 192, "opus": 128, "m4a": 192}
-# fmt -> the media type a file of that format is served as.
-MEDIA_TYPES: dict[str, str] = {
-    "wav": "audio/wav", "flac": "audio/flac", "mp3": "audio/mpeg", "opus": "audio/ogg", "m4a": "audio/mp4",
 }
 
 

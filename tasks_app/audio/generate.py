@@ -1,10 +1,16 @@
-"""Synthesize and write test audio (tones, arbitrary sample arrays) in any supported format."""
+"""Synthesize and write test audio (tones, arbitrary sample arrays) in any supported format.
 
+`python -m tasks_app.audio.generate x.wav --seconds 120` writes a sine tone to try the API with.
+"""
+
+import argparse
 import math
+import os
 
 import numpy as np
 
 from tasks_app.audio.encode import AudioWriter
+from tasks_app.audio.formats import EXTENSIONS
 
 CHUNK_SECONDS = 10.0
 
@@ -63,3 +69,23 @@ def write_tone(
             phase = math.fmod(omega * start, 2 * np.pi)
             wave = sin_table[:n] * np.float32(math.cos(phase)) + cos_table[:n] * np.float32(math.sin(phase))
             writer.write(np.broadcast_to(wave, (channels, n)))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Write a tone to the path given on the command line, in the format its extension names."""
+    parser = argparse.ArgumentParser(prog="python -m tasks_app.audio.generate", description=main.__doc__)
+    parser.add_argument("path", help="File to write, e.g. x.wav (wav, flac, mp3, opus or m4a).")
+    parser.add_argument("--seconds", type=float, default=120.0, help="Length (default: %(default)s).")
+    parser.add_argument("--freq", type=float, default=440.0, help="Frequency in Hz (default: %(default)s).")
+    args = parser.parse_args(argv)
+    fmt = os.path.splitext(args.path)[1].lstrip(".").lower()
+    if fmt not in EXTENSIONS:
+        parser.error(f"{args.path}: the extension must be one of {', '.join(sorted(EXTENSIONS))}")
+    if not 0 < args.seconds <= 24 * 3600:
+        parser.error("--seconds must be more than 0 and at most 86400")
+    write_tone(args.path, args.seconds, fmt=fmt, freq=args.freq)
+    print(f"Wrote {args.seconds:g} s of a {args.freq:g} Hz tone to {args.path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -2,6 +2,7 @@
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib import import_module
 
 from tasks_app.audio.errors import OptionsError
 from tasks_app.audio.progress import ProgressFn
@@ -9,6 +10,8 @@ from tasks_app.audio.progress import ProgressFn
 __all__ = ["Option", "Processor", "ProgressFn", "get_processor", "processors", "register", "validate_options"]
 
 OPTION_TYPES = ("number", "integer", "string", "boolean")
+# What a processor runs: (path, options, progress, output_dir) -> a JSON-serialisable result.
+Runner = Callable[[str, dict[str, object], ProgressFn, str], dict[str, object]]
 
 
 @dataclass(frozen=True)
@@ -39,9 +42,23 @@ class Processor:
     """A kind of processing: `run(path, options, progress, output_dir)` returns a JSON-serialisable dict."""
 
     kind: str
-    run: Callable[[str, dict[str, object], ProgressFn, str], dict[str, object]]
+    run: Runner
     options: dict[str, Option] = field(default_factory=dict)
     description: str = ""
+
+
+def deferred(path: str) -> Runner:
+    """The function at `path` ("module:function"), imported on its first call.
+
+    Declaring a kind then costs nothing: validating options or listing kinds (the API, every
+    management command) does not load the audio stack (numpy, scipy, PyAV) that running needs.
+    """
+
+    def run(source: str, options: dict[str, object], progress: ProgressFn, output_dir: str) -> dict[str, object]:
+        module, _, name = path.partition(":")
+        return getattr(import_module(module), name)(source, options, progress, output_dir)
+
+    return run
 
 
 _PROCESSORS: dict[str, Processor] = {}
@@ -109,5 +126,6 @@ def validate_options(kind: str, options: dict[str, object] | None) -> dict[str, 
     return {name: _check_value(name, opt, options.get(name, opt.default)) for name, opt in schema.items()}
 
 
-# Importing the package registers the built-in processors; it must come after the definitions above.
+# Importing the package registers the built-in kinds (not their audio code); it must come after the
+# definitions above.
 from tasks_app.audio import processors as _builtin_processors  # noqa: E402,F401

@@ -10,7 +10,6 @@ from tasks_app.audio.detect import ClipDetector, SilenceDetector
 from tasks_app.audio.loudness import LoudnessMeter, TruePeakMeter, to_db
 from tasks_app.audio.probe import probe
 from tasks_app.audio.progress import Progress, ProgressFn
-from tasks_app.audio.registry import Option, Processor, register
 from tasks_app.audio.results import json_safe, warning
 from tasks_app.audio.waveform import WaveformBuilder, auto_samples_per_pixel, render_png, write_json
 
@@ -19,29 +18,6 @@ WAVEFORM_PNG = "waveform.png"
 # A finer waveform than this is drawn at this resolution instead (with a warning): at one sample per
 # pixel, three hours of audio would be a 476-million-point document held in the worker's memory.
 MAX_WAVEFORM_POINTS = 500_000
-
-OPTIONS = {
-    "silence_threshold_db": Option(
-        "number", -50.0, -120.0, 0.0, help="Level (dBFS RMS over 10 ms) below which audio counts as silence."
-    ),
-    "silence_min_duration": Option(
-        "number", 0.5, 0.05, 60.0, help="Shortest silence, in seconds, that is reported."
-    ),
-    "samples_per_pixel": Option(
-        "integer",
-        None,
-        1,
-        10_000_000,
-        help="Waveform resolution; by default chosen so it has at most 4000 points, never more than 500000.",
-    ),
-    "clip_threshold": Option(
-        "number",
-        0.999,
-        0.5,
-        1.0,
-        help="Sample magnitude (1.0 = full scale) at or above which a sample counts as clipped.",
-    ),
-}
 
 
 def _db(value: float, digits: int = 2) -> float | None:
@@ -151,14 +127,3 @@ def _waveform_warnings(coarsened: bool, spp: int) -> list[dict[str, str]]:
             f"it was drawn at {spp} samples per pixel.",
         )
     ]
-
-
-PROCESSOR = register(
-    Processor(
-        kind="analyze",
-        run=run,
-        options=OPTIONS,
-        description="Measure loudness (EBU R128), true peak, RMS, silence and clipping; draw a waveform.",
-    )
-)
-

@@ -8,16 +8,16 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import numpy as np
 
 from tasks_app.audio.decode import Decoder, resampled_peak
-from tasks_app.audio.encode import DEFAULT_BIT_RATE_KBPS, EXTENSIONS, MAX_CHANNELS, AudioWriter, is_lossy
+from tasks_app.audio.encode import MAX_CHANNELS, AudioWriter, is_lossy
 from tasks_app.audio.errors import AudioError, OptionsError
+from tasks_app.audio.formats import DEFAULT_BIT_RATE_KBPS, EXTENSIONS
 from tasks_app.audio.limiter import FRAME, TruePeakLimiter
 from tasks_app.audio.loudness import LoudnessMeter, TruePeakMeter, to_db
 from tasks_app.audio.probe import probe
+from tasks_app.audio.processors import OUTPUT_FORMATS
 from tasks_app.audio.progress import Progress, ProgressFn
-from tasks_app.audio.registry import Option, Processor, register
 from tasks_app.audio.results import json_safe, warning
 
-OUTPUT_FORMATS = ("mp3", "opus", "m4a", "flac", "wav")
 # The limiter aims this far under the requested ceiling: lossy encoders overshoot on their own
 # (Opus most, after resampling to 48 kHz), and a lossless output is also checked the way ffmpeg's
 # ebur128 reads it (resampled to 192 kHz), which reads limited peaks up to 0.4 dB higher than the
@@ -50,18 +50,6 @@ PREVIEW_TOLERANCE_LU = 0.1
 # Gain above this is reported: a lone click or a DC offset can ask for +40 to +90 dB.
 LARGE_GAIN_DB = 30.0
 
-OPTIONS = {
-    "target_lufs": Option("number", -16.0, -70.0, -5.0, help="Integrated loudness to reach, in LUFS."),
-    "true_peak_ceiling": Option("number", -1.0, -9.0, 0.0, help="Highest allowed true peak, in dBTP."),
-    "output_format": Option("string", "mp3", choices=OUTPUT_FORMATS, help="Codec/container of the output file."),
-    "bit_rate": Option(
-        "integer",
-        None,
-        32,
-        320,
-        help="Lossy bit rate in kbit/s (default: mp3 192, m4a 192, opus 128); lossless ignores it.",
-    ),
-}
 
 
 def _round_db(value: float | None) -> float | None:
@@ -280,12 +268,3 @@ def run(path: str, options: dict[str, object], progress: ProgressFn, output_dir:
         "artifacts": {"output": output_name},
     })
 
-
-PROCESSOR = register(
-    Processor(
-        kind="normalize",
-        run=run,
-        options=OPTIONS,
-        description="Normalise loudness to a target (EBU R128 measurement) under a true-peak ceiling, then encode.",
-    )
-)

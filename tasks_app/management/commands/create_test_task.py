@@ -13,8 +13,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from tasks_app import services
 from tasks_app.accounts import DEMO_USERNAME, user_by_name
-from tasks_app.audio.encode import EXTENSIONS
-from tasks_app.audio.generate import write_tone
+from tasks_app.audio.formats import EXTENSIONS
 from tasks_app.exceptions import DomainError
 from tasks_app.models import Task
 
@@ -52,6 +51,10 @@ def create_test_task(*, username: str, task_id: str | None, seconds: float, kind
     with tempfile.TemporaryDirectory(prefix="test-task-") as folder:
         name = f"{task_id or 'test'}-{seconds:g}s.{EXTENSIONS[fmt]}"
         path = os.path.join(folder, name)
+        # Writing a tone needs numpy and PyAV: imported here, so that `--help` and the commands
+        # that share this module's arguments start without the audio stack.
+        from tasks_app.audio.generate import write_tone
+
         write_tone(path, seconds, fmt=fmt)
         with open(path, "rb") as fh:
             upload = UploadedFile(fh, name=name, size=os.path.getsize(path))

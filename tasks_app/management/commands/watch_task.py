@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from argparse import ArgumentParser
 from typing import Any
 
@@ -30,8 +29,6 @@ def watch_with_progress_bar(*, url: str, task_id: str, token: str | None, userna
             token = access_token_for(user_by_name(username))
         except NotFound as exc:
             raise CommandError(exc.message) from exc
-    # Request lines logged at INFO would break the bar's line.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
     # tqdm rewrites its line with `\r`; it needs the raw stream, not Django's line wrapper.
     bar = tqdm(total=100.0, file=stderr._out, dynamic_ncols=True,
                bar_format="{percentage:5.1f}%|{bar}| {desc}", desc=f"{task_id} connecting")

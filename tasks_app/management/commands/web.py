@@ -3,11 +3,28 @@
 from __future__ import annotations
 
 import os
+import socket
 import sys
 from argparse import ArgumentParser
 from typing import Any
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Raise CommandError, naming the address, when host:port cannot be listened on (e.g. in use).
+
+    Checked before anything starts: Daphne would only log the failure after its start-up.
+    """
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as sock:
+            # As Twisted binds: a port left in TIME_WAIT by a stopped server is free.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(address)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise CommandError(f"Cannot listen on {host}:{port}: {reason} (pick another --port).") from exc
 
 
 class Command(BaseCommand):
@@ -25,6 +42,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, host: str, port: int, **options: Any) -> None:
         """exec Daphne, so signals reach it directly (no extra process in between)."""
+        check_port_free(host, port)
         argv = [sys.executable, "-m", "project.server", "-b", host, "-p", str(port), "project.asgi:application"]
         self.stdout.write(f"Starting Daphne on {host}:{port}")
         self.stdout.flush()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -14,6 +15,11 @@ from django.db import close_old_connections
 from django_tasks_db.management.commands import db_worker
 
 from tasks_app import jobs
+
+# The processing code is imported once, here, so that every job forked from the worker (isolation.py)
+# starts with numpy, scipy and PyAV loaded instead of importing them again.
+from tasks_app.audio.processors import analyze, normalize  # noqa: F401
+from tasks_app.management.commands.serve import READY_FD_ENV
 from tasks_app.recovery import recover
 from tasks_app.webhooks.sender import deliver_due, make_client
 
@@ -80,6 +86,14 @@ def run_reconnecting(worker: Worker, stop: threading.Event) -> None:
             stop.wait(RECONNECT_SECONDS)
 
 
+def announce_ready() -> None:
+    """Tell a supervising `serve` that start-up is over (a later exit is a crash, worth a restart)."""
+    fd = os.environ.pop(READY_FD_ENV, None)
+    if fd is not None:
+        os.write(int(fd), b"1")
+        os.close(int(fd))
+
+
 class Command(db_worker.Command):
     """Run jobs like `db_worker`, and recover stale and lost tasks every few seconds."""
 
@@ -127,6 +141,7 @@ class Command(db_worker.Command):
         worker.configure_signals()
         sweeper.start()
         sender.start()
+        announce_ready()
         try:
             run_reconnecting(worker, stop)
         finally:

@@ -17,7 +17,9 @@ application sees anything:
 Here the request refuses a body over `REQUEST_BODY_MAX_BYTES` with `413` as soon as its
 `Content-Length` (or, for chunked bodies, the bytes received so far) passes the limit; Twisted's
 form parsing is off; and the application's input queue keeps the body in a spooled temporary
-file and hands it out in chunks as the application reads.
+file and hands it out in chunks as the application reads. Swapping Daphne's factory and input
+queue touches its internals: that is done in `tasks_app.streams.seam`, which falls back to
+Daphne's own server (with a WARNING) when they are not as expected.
 """
 
 from __future__ import annotations
@@ -25,13 +27,14 @@ from __future__ import annotations
 import asyncio
 import json
 import tempfile
-from functools import partial
 from typing import Any
 
 from daphne.cli import CommandLineInterface
 from daphne.http_protocol import HTTPFactory, WebRequest
 from daphne.server import Server
 from django.conf import settings
+
+from tasks_app.streams import seam
 
 # Size of the body messages the application receives, and how much of a body stays in memory
 # before the spool moves to disk.
@@ -159,39 +162,20 @@ class SpooledInputQueue(asyncio.Queue):
         return {"type": "http.request", "body": chunk, "more_body": more}
 
 
-class BoundedServer(Server):
-    """Daphne's server with BoundedHTTPFactory and SpooledInputQueue."""
+class BoundedServer(seam.BoundedServer):
+    """Daphne's server with BoundedHTTPFactory and SpooledInputQueue (through the seam)."""
 
-    @property
-    def http_factory(self) -> HTTPFactory:
-        """The HTTP factory `run()` listens with."""
-        return self._http_factory
-
-    @http_factory.setter
-    def http_factory(self, factory: HTTPFactory) -> None:
-        # Server.run() builds its factory inline; this is the one place to swap it.
-        self._http_factory = BoundedHTTPFactory(self)
-
-    def create_application(self, protocol: Any, scope: dict) -> asyncio.Queue | None:
-        """Daphne's `create_application` with a SpooledInputQueue for HTTP requests."""
-        assert "application_instance" not in self.connections[protocol]
-        input_queue: asyncio.Queue = SpooledInputQueue() if scope.get("type") == "http" else asyncio.Queue()
-        scope.setdefault("asgi", {"version": "3.0"})
-        application_instance = self.application(
-            scope=scope, receive=input_queue.get, send=partial(self.handle_reply, protocol)
-        )
-        if protocol not in self.connections:
-            return None
-        self.connections[protocol]["application_instance"] = asyncio.ensure_future(
-            application_instance, loop=asyncio.get_event_loop()
-        )
-        return input_queue
+    factory_class = BoundedHTTPFactory
+    input_queue_class = SpooledInputQueue
 
 
 class BoundedCommandLineInterface(CommandLineInterface):
     """Daphne's command line, running BoundedServer."""
 
-    server_class = BoundedServer
+    @property
+    def server_class(self) -> type[Server]:
+        """BoundedServer, or Daphne's own server when its internals are not as expected."""
+        return seam.server_class(BoundedServer)
 
 
 if __name__ == "__main__":

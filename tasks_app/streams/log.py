@@ -17,6 +17,8 @@ from django.utils import timezone
 from django_eventstream.models import Event as StoredEvent
 from django_eventstream.models import EventCounter
 
+from .names import TASK_PREFIX, task_channel, task_of
+
 # Event types a stream sends.
 PROGRESS = "progress"
 COMPLETE = "complete"
@@ -24,6 +26,15 @@ ERROR = "error"
 DELETED = "deleted"
 
 PAGE_SIZE = 500
+
+
+def ends_stream(event_type: str, ends_on_complete: bool) -> bool:
+    """Whether a stream ends after sending an event of this type: the one end-of-stream rule.
+
+    An `error` ends every stream; `complete` ends a task's stream, not the user's, which
+    follows all of that user's tasks.
+    """
+    return event_type == ERROR or (event_type == COMPLETE and ends_on_complete)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +138,7 @@ def trim(*, older_than: timedelta, batch: int = 1000) -> int:
     Runs as housekeeping, never inside a task's transaction; deletes in batches so no
     single statement holds the database for long. Returns how many rows went.
     """
-    from .models import Task
+    from ..models import Task
 
     cutoff = timezone.now() - older_than
     removed = 0
@@ -140,7 +151,7 @@ def trim(*, older_than: timedelta, batch: int = 1000) -> int:
     after = 0
     while True:
         rows = list(
-            EventCounter.objects.filter(name__startswith="task-", updated__lt=cutoff, id__gt=after)
+            EventCounter.objects.filter(name__startswith=TASK_PREFIX, updated__lt=cutoff, id__gt=after)
             .order_by("id")
             .values_list("id", "name")[:batch]
         )
@@ -148,10 +159,7 @@ def trim(*, older_than: timedelta, batch: int = 1000) -> int:
             break
         after = rows[-1][0]
         names = [name for _, name in rows]
-        live = {
-            f"task-{pk}"
-            for pk in Task.objects.filter(pk__in=[n[len("task-") :] for n in names]).values_list("pk", flat=True)
-        }
+        live = {task_channel(pk) for pk in Task.objects.filter(pk__in=map(task_of, names)).values_list("pk", flat=True)}
         gone = [n for n in names if n not in live]
         if gone:
             StoredEvent.objects.filter(channel__in=gone).delete()

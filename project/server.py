@@ -33,6 +33,7 @@ from daphne.cli import CommandLineInterface
 from daphne.http_protocol import HTTPFactory, WebRequest
 from daphne.server import Server
 from django.conf import settings
+from twisted.web import http
 
 from tasks_app.streams import seam
 
@@ -42,15 +43,13 @@ BODY_CHUNK_BYTES = 64 * 1024
 SPOOL_MEMORY_BYTES = 1024 * 1024
 
 
-def too_large_response(limit: int) -> bytes:
-    """A complete `413` HTTP response with the API's JSON error body."""
+def error_response(status: str, code: str, message: str, field: str | None = None) -> bytes:
+    """A complete HTTP response with the API's JSON error body, closing the connection."""
     from tasks_app.api.exceptions import error_body
-    from tasks_app.exceptions import UploadTooLarge
 
-    error = UploadTooLarge(f"The request body is larger than the limit of {limit} bytes.", field="file")
-    body = json.dumps(error_body(error.code, error.message, error.field)).encode()
+    body = json.dumps(error_body(code, message, field)).encode()
     head = (
-        "HTTP/1.1 413 Content Too Large\r\n"
+        f"HTTP/1.1 {status}\r\n"
         "Content-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\n"
         "Cache-Control: no-store\r\n"
@@ -60,6 +59,131 @@ def too_large_response(limit: int) -> bytes:
         "Connection: close\r\n\r\n"
     )
     return head.encode("ascii") + body
+
+
+def too_large_response(limit: int) -> bytes:
+    """A complete `413` HTTP response with the API's JSON error body."""
+    from tasks_app.exceptions import UploadTooLarge
+
+    error = UploadTooLarge(f"The request body is larger than the limit of {limit} bytes.", field="file")
+    return error_response("413 Content Too Large", error.code, error.message, error.field)
+
+
+class BoundedHTTPChannel(http.HTTPChannel):
+    """Twisted's HTTP connection, cutting clients that are too slow or send too much header.
+
+    - The request line and headers must arrive within `REQUEST_HEADER_TIMEOUT_SECONDS` of the
+      connection opening (or of the previous response on a kept-alive connection): `408`.
+    - A request body must keep moving: at least `REQUEST_BODY_MIN_BYTES_PER_SECOND` on average
+      over every `REQUEST_BODY_TIMEOUT_SECONDS`: `408`.
+    - Request line plus headers over `REQUEST_HEADERS_MAX_BYTES`: `431`.
+
+    Once a request is whole, neither deadline runs: a long response (a stream) is not cut.
+    """
+
+    def connectionMade(self) -> None:  # noqa: N802 - Twisted's interface
+        """Start the header deadline with the connection."""
+        self.header_limit: int = settings.REQUEST_HEADERS_MAX_BYTES
+        # Twisted answers a bare 400 at its own limits: keep them above ours.
+        self.totalHeadersSize = self.header_limit + 4096
+        self.MAX_LENGTH = self.header_limit
+        self.header_bytes = 0
+        self.body_bytes = 0
+        self.deadline: Any = None
+        self.body_check: Any = None
+        super().connectionMade()
+        self.expect_headers()
+
+    def expect_headers(self) -> None:
+        """Give the next request's line and headers their deadline."""
+        self.header_bytes = 0
+        self.cancel(self.deadline)
+        self.deadline = self.callLater(settings.REQUEST_HEADER_TIMEOUT_SECONDS, self.headers_too_slow)
+
+    def lineReceived(self, line: bytes) -> None:  # noqa: N802 - Twisted's interface
+        """Count header bytes; refuse with `431` past the limit."""
+        self.header_bytes += len(line) + 2
+        if self.header_bytes > self.header_limit:
+            self.refuse_headers()
+            return
+        super().lineReceived(line)
+
+    def lineLengthExceeded(self, line: bytes) -> None:  # noqa: N802 - Twisted's interface
+        """One header line alone is over the limit: `431`."""
+        self.refuse_headers()
+
+    def allHeadersReceived(self) -> None:  # noqa: N802 - Twisted's interface
+        """Headers in time: stop their deadline, and watch the body's pace."""
+        self.cancel(self.deadline)
+        self.deadline = None
+        self.body_bytes = 0
+        self.body_check = self.callLater(settings.REQUEST_BODY_TIMEOUT_SECONDS, self.check_body)
+        super().allHeadersReceived()
+
+    def rawDataReceived(self, data: bytes) -> None:  # noqa: N802 - Twisted's interface
+        """Count body bytes for the pace check."""
+        self.body_bytes += len(data)
+        super().rawDataReceived(data)
+
+    def allContentReceived(self) -> None:  # noqa: N802 - Twisted's interface
+        """The request is whole: nothing more to watch until its response is done."""
+        self.cancel(self.body_check)
+        self.body_check = None
+        super().allContentReceived()
+
+    def requestDone(self, request: Any) -> None:  # noqa: N802 - Twisted's interface
+        """A response is done: the next request on this connection gets its own deadline."""
+        super().requestDone(request)
+        if self.transport is not None and not self.transport.disconnecting:
+            self.expect_headers()
+
+    def connectionLost(self, reason: Any) -> None:  # noqa: N802 - Twisted's interface
+        """Stop the timers."""
+        self.cancel(self.deadline)
+        self.cancel(self.body_check)
+        super().connectionLost(reason)
+
+    def check_body(self) -> None:
+        """Cut a body that arrives slower than the minimum pace; else look again later."""
+        window = settings.REQUEST_BODY_TIMEOUT_SECONDS
+        if self.body_bytes < settings.REQUEST_BODY_MIN_BYTES_PER_SECOND * window:
+            self.body_check = None
+            rate = settings.REQUEST_BODY_MIN_BYTES_PER_SECOND
+            message = f"The request body arrived too slowly (under {rate} bytes/s)."
+            self.refuse(error_response("408 Request Timeout", "request_timeout", message))
+            return
+        self.body_bytes = 0
+        self.body_check = self.callLater(window, self.check_body)
+
+    def headers_too_slow(self) -> None:
+        """Headers late: `408` for a request under way, a quiet close for an idle connection."""
+        self.deadline = None
+        if self.header_bytes == 0:
+            self.transport.loseConnection()
+            return
+        limit = settings.REQUEST_HEADER_TIMEOUT_SECONDS
+        message = f"The request headers did not arrive within {limit:g} s."
+        self.refuse(error_response("408 Request Timeout", "request_timeout", message))
+
+    def refuse_headers(self) -> None:
+        """Answer `431` and close."""
+        message = f"The request line and headers are larger than the limit of {self.header_limit} bytes."
+        self.refuse(error_response("431 Request Header Fields Too Large", "headers_too_large", message))
+
+    def refuse(self, response: bytes) -> None:
+        """Send a complete error response and close; nothing more is read."""
+        self.cancel(self.deadline)
+        self.cancel(self.body_check)
+        self.deadline = self.body_check = None
+        self.dataReceived = self.lineReceived = self.rawDataReceived = lambda *args: None
+        self.transport.write(response)
+        self.transport.loseConnection()
+
+    @staticmethod
+    def cancel(call: Any) -> None:
+        """Cancel a pending delayed call, if it still is."""
+        if call is not None and call.active():
+            call.cancel()
 
 
 class BoundedWebRequest(WebRequest):
@@ -113,7 +237,9 @@ class BoundedWebRequest(WebRequest):
 
 
 class BoundedHTTPFactory(HTTPFactory):
-    """Daphne's HTTP factory, building connections that use BoundedWebRequest."""
+    """Daphne's HTTP factory, building BoundedHTTPChannel connections that use BoundedWebRequest."""
+
+    protocol = seam.channel_protocol(BoundedHTTPChannel)
 
     def buildProtocol(self, addr: Any) -> Any:
         """A Daphne HTTP connection whose requests are BoundedWebRequest."""

@@ -156,6 +156,12 @@ AUDIO_MAX_UPLOAD_BYTES = env_int("AUDIO_MAX_UPLOAD_MB", 500) * 1024 * 1024
 # The server (project/server.py) answers 413 to any request body past this, while it arrives;
 # the margin is room for the multipart headers around the file.
 REQUEST_BODY_MAX_BYTES = AUDIO_MAX_UPLOAD_BYTES + 64 * 1024
+# Slow clients are cut (project/server.py): headers must arrive in time, a body must keep moving,
+# and request line plus headers have a size limit (431 past it).
+REQUEST_HEADER_TIMEOUT_SECONDS = float(env("REQUEST_HEADER_TIMEOUT_SECONDS", "30"))
+REQUEST_BODY_TIMEOUT_SECONDS = float(env("REQUEST_BODY_TIMEOUT_SECONDS", "30"))
+REQUEST_BODY_MIN_BYTES_PER_SECOND = env_int("REQUEST_BODY_MIN_BYTES_PER_SECOND", 1024)
+REQUEST_HEADERS_MAX_BYTES = env_int("REQUEST_HEADERS_MAX_BYTES", 64 * 1024)
 # Bounds on decoded work, checked at upload: a small file can decode to hours of samples.
 AUDIO_MAX_DURATION_SECONDS = float(env("AUDIO_MAX_DURATION_SECONDS", str(6 * 3600)))
 AUDIO_MAX_SAMPLES = env_int("AUDIO_MAX_SAMPLES", 1_000_000_000)

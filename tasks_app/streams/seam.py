@@ -352,6 +352,16 @@ class BoundedServer(Server):
         return input_queue
 
 
+def channel_protocol(channel_class: type[http.HTTPChannel]) -> Callable[[http.HTTPFactory], Any]:
+    """An `HTTPFactory.protocol` building connections of `channel_class` (Twisted wraps each
+    channel in a private proxy that picks HTTP/1.1 or HTTP/2; this builds the same)."""
+
+    def build(factory: http.HTTPFactory) -> Any:
+        return http._GenericHTTPChannelProtocol(channel_class())  # noqa: SLF001 - checked at start-up
+
+    return build
+
+
 def server_class(bounded: type[BoundedServer]) -> type[Server]:
     """`bounded` when Daphne's internals are as expected; else Daphne's own server."""
     return bounded if internals() else Server
@@ -393,6 +403,8 @@ def check_twisted() -> None:
             raise RuntimeError(f"twisted.web.http.Request has no {name}")
     if b"".join(http.toChunk(b"ab")) != b"2\r\nab\r\n":
         raise RuntimeError("twisted.web.http.toChunk frames differently")
+    if http.HTTPFactory.protocol is not getattr(http, "_genericHTTPChannelProtocolFactory", None):
+        raise RuntimeError("twisted.web.http.HTTPFactory no longer builds its channels as channel_protocol does")
 
 
 def check_daphne() -> None:

@@ -15,9 +15,8 @@ from typing import TYPE_CHECKING
 
 from django.conf import settings
 
-from .hub import run_db
-from .log import LogEvent, latest_row_id, rows_after
-from .publish import decode_events
+from .log import LogEvent, decode_events, latest_row_id, rows_after
+from .pool import run_db
 
 if TYPE_CHECKING:
     from .hub import Hub, Loop

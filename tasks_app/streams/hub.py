@@ -27,22 +27,20 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from typing import Any, NamedTuple, TypeVar
+from typing import NamedTuple
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, connection
 
 from ..exceptions import TooManyStreams
 from ..metrics import SSE_EVENTS_DELIVERED, SSE_OPEN_STREAMS
+from . import follow
 from .log import ERROR, LogEvent, ends_stream, events_after, frame
 from .names import user_of
 from .outlet import Outlet
+from .pool import run_db
 
 logger = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 RING_SIZE = 256
 # Events a stream writes at once: small writes let a slow client's buffer stay small.
@@ -53,31 +51,6 @@ REVOKED_SECONDS = 60.0
 # Back-off of a loop that failed: doubled on each failure in a row, up to the maximum.
 RESTART_SECONDS = 0.1
 RESTART_MAX_SECONDS = 5.0
-
-
-# ------------------------------------------------------------------ database work
-
-_pool: ThreadPoolExecutor | None = None
-
-
-def _call(fn: Callable[..., T], args: tuple, kwargs: dict) -> T:
-    try:
-        return fn(*args, **kwargs)
-    except (OperationalError, InterfaceError):
-        connection.close()  # a broken connection is reopened by the next call
-        raise
-
-
-async def run_db(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Run ORM code for streams on their own thread pool, each thread keeping its connection.
-
-    Never on asgiref's single thread-sensitive executor: a reconnect storm must not queue
-    behind one thread, nor delay every other request's database work.
-    """
-    global _pool
-    if _pool is None:
-        _pool = ThreadPoolExecutor(settings.SSE_DB_THREADS, thread_name_prefix="sse-db")
-    return await asyncio.get_running_loop().run_in_executor(_pool, partial(_call, fn, args, kwargs))
 
 
 # -------------------------------------------------------------------- the hub
@@ -469,8 +442,6 @@ class Hub:
         loop = asyncio.get_running_loop()
         if self.loops and self.loop is loop:
             return
-        from . import follow
-
         self.loop = loop
         self.loops = {}
         self.supervise("tick", self.tick_period(), self._tick)

@@ -8,6 +8,8 @@ Events are framed for SSE once, here, and the same bytes go to every subscriber.
 
 from __future__ import annotations
 
+import json
+import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -18,6 +20,8 @@ from django_eventstream.models import Event as StoredEvent
 from django_eventstream.models import EventCounter
 
 from .names import TASK_PREFIX, task_channel, task_of
+
+logger = logging.getLogger(__name__)
 
 # Event types a stream sends.
 PROGRESS = "progress"
@@ -54,6 +58,20 @@ class LogEvent:
     def frame(self) -> bytes:
         """The event as SSE bytes (JSON text never holds a raw newline)."""
         return f"event: {self.type}\nid: {self.channel}:{self.eid}\ndata: {self.data}\n\n".encode()
+
+
+def encode_events(events: list[LogEvent]) -> str:
+    """One Redis message carrying whole events."""
+    return json.dumps([[e.channel, e.eid, e.type, e.data] for e in events])
+
+
+def decode_events(message: bytes | str) -> list[LogEvent]:
+    """The events of a Redis message (malformed messages carry none)."""
+    try:
+        return [LogEvent(str(c), int(i), str(t), str(d)) for c, i, t, d in json.loads(message)]
+    except (ValueError, TypeError):
+        logger.warning("Ignoring a malformed event message")
+        return []
 
 
 def frame(event_type: str, data: str, event_id: str | None = None) -> bytes:

@@ -7,7 +7,6 @@ web server: the worker, the admin and a shell import this without Twisted or Dap
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import queue
@@ -18,23 +17,9 @@ import redis
 from django.conf import settings
 
 from .hub import get_hub
-from .log import LogEvent
+from .log import LogEvent, encode_events
 
 logger = logging.getLogger(__name__)
-
-
-def encode_events(events: list[LogEvent]) -> str:
-    """One Redis message carrying whole events."""
-    return json.dumps([[e.channel, e.eid, e.type, e.data] for e in events])
-
-
-def decode_events(message: bytes | str) -> list[LogEvent]:
-    """The events of a Redis message (malformed messages carry none)."""
-    try:
-        return [LogEvent(str(c), int(i), str(t), str(d)) for c, i, t, d in json.loads(message)]
-    except (ValueError, TypeError):
-        logger.warning("Ignoring a malformed event message")
-        return []
 
 
 class RedisPublisher:

@@ -82,7 +82,7 @@ class Outlet:
 
     async def drained(self) -> None:
         """Wait while the client is not reading (it holds nothing here meanwhile)."""
-        if self.wire is not None and not self.wire.writable.is_set():
+        while self.wire is not None and not self.wire.writable.is_set():  # paused again meanwhile
             await self.wire.writable.wait()
 
     def close(self) -> None:

@@ -132,9 +132,10 @@ class Wire:
         for writing). What the socket does not take waits in Twisted's buffer, in order.
         After a False some of the bytes may have gone out: drop the connection (`abort`).
         """
-        if not self.ready:
-            return False
         request = self.request
+        if request is None or request.finished or request.channel is None:
+            return False  # the response or its connection is gone
+        # A full client is no failure: what it cannot take yet waits in Twisted's buffer.
         try:
             transport = request.channel.transport
             if getattr(transport, "disconnecting", False) or not getattr(transport, "connected", True):

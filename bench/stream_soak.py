@@ -55,22 +55,25 @@ async def request(port: int, path: str, token: str, method: str = "GET", body: b
     return status, data.split(b"\r\n\r\n", 1)[-1]
 
 
-async def hold_stream(port: int, path: str, token: str, until: float) -> None:
-    """Open a stream, read it until `until` (monotonic), then drop it."""
+async def hold_stream(port: int, path: str, token: str, until: float) -> str:
+    """Open a stream, read it until `until` (monotonic), then drop it; how it went."""
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
     except OSError:
-        return
+        return "refused"
     writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n\r\n".encode())
     try:
         while time.monotonic() < until:
             try:
                 if not await asyncio.wait_for(reader.read(65536), max(0.01, until - time.monotonic())):
-                    break
+                    return "ended"
             except asyncio.TimeoutError:
                 break
+    except ConnectionError:
+        return "reset"
     finally:
         writer.close()
+    return "held"
 
 
 async def soak(args: argparse.Namespace, port: int, token: str, audio_id: int, pid: int) -> dict:
@@ -78,6 +81,7 @@ async def soak(args: argparse.Namespace, port: int, token: str, audio_id: int, p
     samples: list[dict] = []
     latencies: list[float] = []
     errors = 0
+    outcomes: dict[str, int] = {}
     start = time.monotonic()
     end = start + args.minutes * 60
     status, body = await request(port, "/api/v1/tasks/", token, "POST", json.dumps({"audio_file": audio_id}).encode())
@@ -119,7 +123,8 @@ async def soak(args: argparse.Namespace, port: int, token: str, audio_id: int, p
                 path = task_path if (task_path and i % 2) else user_path
                 streams.append(asyncio.ensure_future(hold_stream(port, path, token, close_at)))
                 await asyncio.sleep(20 / args.streams)
-            await asyncio.gather(*streams)
+            for outcome in await asyncio.gather(*streams):
+                outcomes[outcome] = outcomes.get(outcome, 0) + 1
             await asyncio.sleep(max(0.0, minute + 60 - time.monotonic()))
 
     async def sample() -> None:
@@ -148,6 +153,7 @@ async def soak(args: argparse.Namespace, port: int, token: str, audio_id: int, p
         "rss_mb_peak": round(max(s["rss_kb"] for s in samples) / 1024, 1),
         "rss_growth_pct": round(100 * (last - base) / base, 1),
         "frozen_min_max": [min(frozen), max(frozen)] if frozen else None,
+        "streams": outcomes,
         "api_requests": len(latencies),
         "api_errors": errors,
         "api_p50_ms": round(statistics.median(latencies), 1) if latencies else None,
@@ -185,6 +191,8 @@ def main() -> None:
         print(json.dumps({"args": vars(args), **result}, indent=2))
     finally:
         stop_service(service)
+        log = (tmp / "daphne.log").read_text(errors="replace").splitlines()
+        print("\n".join(line for line in log if "HTTP" not in line and "- - [" not in line)[-3000:])
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -1,13 +1,15 @@
 """Load figures for the live stream, side by side in one run on loopback.
 
     .venv/bin/python bench/sse_load.py [--streams 1000] [--idle 5000] [--idle-big 10000]
-                                       [--targets ours,ours-redis,stock,aiohttp] [--quick]
+                                       [--targets ours,ours-redis,ours-public,stock,aiohttp] [--quick]
 
 Targets, each a Daphne (or aiohttp) process on 127.0.0.1 started and stopped here:
 
 - `ours`: the service's embedded default (SQLite, no Redis; the worker's path to the server is
   the log poll).
 - `ours-redis`: the scaled shape (PostgreSQL + Redis pub/sub).
+- `ours-public`: the embedded default on public server APIs only (`SSE_PUBLIC_APIS_ONLY`: the
+  seam's fallback when Daphne's, Twisted's or Django's internals are not as expected).
 - `stock`: django-eventstream's own view (database storage, Redis pub/sub) in this project.
 - `aiohttp`: a bare aiohttp SSE server fed by Redis pub/sub: the floor.
 
@@ -179,6 +181,8 @@ def make_target(name: str, base: Path, users: int, tasks_per_user: int) -> Targe
     target = Target(name, env, tmp)
     if name == "aiohttp":
         env["EVENTSTREAM_REDIS"] = REDIS_URL
+    if name == "ours-public":
+        env["SSE_PUBLIC_APIS_ONLY"] = "1"  # the seam's fallback: public server APIs only
     if name == "stock":
         # SQLite, as the stock view holds a database connection per open stream: a thousand
         # streams would exhaust PostgreSQL's connection limit.
@@ -742,7 +746,7 @@ def main() -> None:
             role_aiohttp(int(rest[0]))
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--targets", default="ours,ours-redis,stock,aiohttp")
+    parser.add_argument("--targets", default="ours,ours-redis,ours-public,stock,aiohttp")
     parser.add_argument("--streams", type=int, default=1000)
     parser.add_argument("--idle", type=int, default=5000)
     parser.add_argument("--idle-big", type=int, default=10000)

@@ -11,8 +11,8 @@ django.setup(set_prefix=False)
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 from django.urls import get_resolver  # noqa: E402
 
-from tasks_app.fanout import watch_collector  # noqa: E402
-from tasks_app.streaming import StreamingASGIHandler  # noqa: E402
+from tasks_app.streams.hub import watch_collector  # noqa: E402
+from tasks_app.streams.seam import StreamingASGIHandler  # noqa: E402
 
 # Static files (the admin's, the docs') are served here too, so the embedded default needs
 # no other web server.

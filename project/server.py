@@ -17,7 +17,9 @@ application sees anything:
 Here the request refuses a body over `REQUEST_BODY_MAX_BYTES` with `413` as soon as its
 `Content-Length` (or, for chunked bodies, the bytes received so far) passes the limit; Twisted's
 form parsing is off; and the application's input queue keeps the body in a spooled temporary
-file and hands it out in chunks as the application reads.
+file and hands it out in chunks as the application reads. Swapping Daphne's factory and input
+queue touches its internals: that is done in `tasks_app.streams.seam`, which falls back to
+Daphne's own server (with a WARNING) when they are not as expected.
 """
 
 from __future__ import annotations
@@ -25,13 +27,15 @@ from __future__ import annotations
 import asyncio
 import json
 import tempfile
-from functools import partial
 from typing import Any
 
 from daphne.cli import CommandLineInterface
 from daphne.http_protocol import HTTPFactory, WebRequest
 from daphne.server import Server
 from django.conf import settings
+from twisted.web import http
+
+from tasks_app.streams import seam
 
 # Size of the body messages the application receives, and how much of a body stays in memory
 # before the spool moves to disk.
@@ -39,15 +43,13 @@ BODY_CHUNK_BYTES = 64 * 1024
 SPOOL_MEMORY_BYTES = 1024 * 1024
 
 
-def too_large_response(limit: int) -> bytes:
-    """A complete `413` HTTP response with the API's JSON error body."""
+def error_response(status: str, code: str, message: str, field: str | None = None) -> bytes:
+    """A complete HTTP response with the API's JSON error body, closing the connection."""
     from tasks_app.api.exceptions import error_body
-    from tasks_app.exceptions import UploadTooLarge
 
-    error = UploadTooLarge(f"The request body is larger than the limit of {limit} bytes.", field="file")
-    body = json.dumps(error_body(error.code, error.message, error.field)).encode()
+    body = json.dumps(error_body(code, message, field)).encode()
     head = (
-        "HTTP/1.1 413 Content Too Large\r\n"
+        f"HTTP/1.1 {status}\r\n"
         "Content-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\n"
         "Cache-Control: no-store\r\n"
@@ -57,6 +59,131 @@ def too_large_response(limit: int) -> bytes:
         "Connection: close\r\n\r\n"
     )
     return head.encode("ascii") + body
+
+
+def too_large_response(limit: int) -> bytes:
+    """A complete `413` HTTP response with the API's JSON error body."""
+    from tasks_app.exceptions import UploadTooLarge
+
+    error = UploadTooLarge(f"The request body is larger than the limit of {limit} bytes.", field="file")
+    return error_response("413 Content Too Large", error.code, error.message, error.field)
+
+
+class BoundedHTTPChannel(http.HTTPChannel):
+    """Twisted's HTTP connection, cutting clients that are too slow or send too much header.
+
+    - The request line and headers must arrive within `REQUEST_HEADER_TIMEOUT_SECONDS` of the
+      connection opening (or of the previous response on a kept-alive connection): `408`.
+    - A request body must keep moving: at least `REQUEST_BODY_MIN_BYTES_PER_SECOND` on average
+      over every `REQUEST_BODY_TIMEOUT_SECONDS`: `408`.
+    - Request line plus headers over `REQUEST_HEADERS_MAX_BYTES`: `431`.
+
+    Once a request is whole, neither deadline runs: a long response (a stream) is not cut.
+    """
+
+    def connectionMade(self) -> None:  # noqa: N802 - Twisted's interface
+        """Start the header deadline with the connection."""
+        self.header_limit: int = settings.REQUEST_HEADERS_MAX_BYTES
+        # Twisted answers a bare 400 at its own limits: keep them above ours.
+        self.totalHeadersSize = self.header_limit + 4096
+        self.MAX_LENGTH = self.header_limit
+        self.header_bytes = 0
+        self.body_bytes = 0
+        self.deadline: Any = None
+        self.body_check: Any = None
+        super().connectionMade()
+        self.expect_headers()
+
+    def expect_headers(self) -> None:
+        """Give the next request's line and headers their deadline."""
+        self.header_bytes = 0
+        self.cancel(self.deadline)
+        self.deadline = self.callLater(settings.REQUEST_HEADER_TIMEOUT_SECONDS, self.headers_too_slow)
+
+    def lineReceived(self, line: bytes) -> None:  # noqa: N802 - Twisted's interface
+        """Count header bytes; refuse with `431` past the limit."""
+        self.header_bytes += len(line) + 2
+        if self.header_bytes > self.header_limit:
+            self.refuse_headers()
+            return
+        super().lineReceived(line)
+
+    def lineLengthExceeded(self, line: bytes) -> None:  # noqa: N802 - Twisted's interface
+        """One header line alone is over the limit: `431`."""
+        self.refuse_headers()
+
+    def allHeadersReceived(self) -> None:  # noqa: N802 - Twisted's interface
+        """Headers in time: stop their deadline, and watch the body's pace."""
+        self.cancel(self.deadline)
+        self.deadline = None
+        self.body_bytes = 0
+        self.body_check = self.callLater(settings.REQUEST_BODY_TIMEOUT_SECONDS, self.check_body)
+        super().allHeadersReceived()
+
+    def rawDataReceived(self, data: bytes) -> None:  # noqa: N802 - Twisted's interface
+        """Count body bytes for the pace check."""
+        self.body_bytes += len(data)
+        super().rawDataReceived(data)
+
+    def allContentReceived(self) -> None:  # noqa: N802 - Twisted's interface
+        """The request is whole: nothing more to watch until its response is done."""
+        self.cancel(self.body_check)
+        self.body_check = None
+        super().allContentReceived()
+
+    def requestDone(self, request: Any) -> None:  # noqa: N802 - Twisted's interface
+        """A response is done: the next request on this connection gets its own deadline."""
+        super().requestDone(request)
+        if self.transport is not None and not self.transport.disconnecting:
+            self.expect_headers()
+
+    def connectionLost(self, reason: Any) -> None:  # noqa: N802 - Twisted's interface
+        """Stop the timers."""
+        self.cancel(self.deadline)
+        self.cancel(self.body_check)
+        super().connectionLost(reason)
+
+    def check_body(self) -> None:
+        """Cut a body that arrives slower than the minimum pace; else look again later."""
+        window = settings.REQUEST_BODY_TIMEOUT_SECONDS
+        if self.body_bytes < settings.REQUEST_BODY_MIN_BYTES_PER_SECOND * window:
+            self.body_check = None
+            rate = settings.REQUEST_BODY_MIN_BYTES_PER_SECOND
+            message = f"The request body arrived too slowly (under {rate} bytes/s)."
+            self.refuse(error_response("408 Request Timeout", "request_timeout", message))
+            return
+        self.body_bytes = 0
+        self.body_check = self.callLater(window, self.check_body)
+
+    def headers_too_slow(self) -> None:
+        """Headers late: `408` for a request under way, a quiet close for an idle connection."""
+        self.deadline = None
+        if self.header_bytes == 0:
+            self.transport.loseConnection()
+            return
+        limit = settings.REQUEST_HEADER_TIMEOUT_SECONDS
+        message = f"The request headers did not arrive within {limit:g} s."
+        self.refuse(error_response("408 Request Timeout", "request_timeout", message))
+
+    def refuse_headers(self) -> None:
+        """Answer `431` and close."""
+        message = f"The request line and headers are larger than the limit of {self.header_limit} bytes."
+        self.refuse(error_response("431 Request Header Fields Too Large", "headers_too_large", message))
+
+    def refuse(self, response: bytes) -> None:
+        """Send a complete error response and close; nothing more is read."""
+        self.cancel(self.deadline)
+        self.cancel(self.body_check)
+        self.deadline = self.body_check = None
+        self.dataReceived = self.lineReceived = self.rawDataReceived = lambda *args: None
+        self.transport.write(response)
+        self.transport.loseConnection()
+
+    @staticmethod
+    def cancel(call: Any) -> None:
+        """Cancel a pending delayed call, if it still is."""
+        if call is not None and call.active():
+            call.cancel()
 
 
 class BoundedWebRequest(WebRequest):
@@ -110,7 +237,9 @@ class BoundedWebRequest(WebRequest):
 
 
 class BoundedHTTPFactory(HTTPFactory):
-    """Daphne's HTTP factory, building connections that use BoundedWebRequest."""
+    """Daphne's HTTP factory, building BoundedHTTPChannel connections that use BoundedWebRequest."""
+
+    protocol = seam.channel_protocol(BoundedHTTPChannel)
 
     def buildProtocol(self, addr: Any) -> Any:
         """A Daphne HTTP connection whose requests are BoundedWebRequest."""
@@ -159,39 +288,20 @@ class SpooledInputQueue(asyncio.Queue):
         return {"type": "http.request", "body": chunk, "more_body": more}
 
 
-class BoundedServer(Server):
-    """Daphne's server with BoundedHTTPFactory and SpooledInputQueue."""
+class BoundedServer(seam.BoundedServer):
+    """Daphne's server with BoundedHTTPFactory and SpooledInputQueue (through the seam)."""
 
-    @property
-    def http_factory(self) -> HTTPFactory:
-        """The HTTP factory `run()` listens with."""
-        return self._http_factory
-
-    @http_factory.setter
-    def http_factory(self, factory: HTTPFactory) -> None:
-        # Server.run() builds its factory inline; this is the one place to swap it.
-        self._http_factory = BoundedHTTPFactory(self)
-
-    def create_application(self, protocol: Any, scope: dict) -> asyncio.Queue | None:
-        """Daphne's `create_application` with a SpooledInputQueue for HTTP requests."""
-        assert "application_instance" not in self.connections[protocol]
-        input_queue: asyncio.Queue = SpooledInputQueue() if scope.get("type") == "http" else asyncio.Queue()
-        scope.setdefault("asgi", {"version": "3.0"})
-        application_instance = self.application(
-            scope=scope, receive=input_queue.get, send=partial(self.handle_reply, protocol)
-        )
-        if protocol not in self.connections:
-            return None
-        self.connections[protocol]["application_instance"] = asyncio.ensure_future(
-            application_instance, loop=asyncio.get_event_loop()
-        )
-        return input_queue
+    factory_class = BoundedHTTPFactory
+    input_queue_class = SpooledInputQueue
 
 
 class BoundedCommandLineInterface(CommandLineInterface):
     """Daphne's command line, running BoundedServer."""
 
-    server_class = BoundedServer
+    @property
+    def server_class(self) -> type[Server]:
+        """BoundedServer, or Daphne's own server when its internals are not as expected."""
+        return seam.server_class(BoundedServer)
 
 
 if __name__ == "__main__":

@@ -61,14 +61,12 @@ ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],test
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
 
 INSTALLED_APPS = [
-    "daphne",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
-    "channels",
     "rest_framework",
     "rest_framework_simplejwt",
     "drf_spectacular",
@@ -158,6 +156,12 @@ AUDIO_MAX_UPLOAD_BYTES = env_int("AUDIO_MAX_UPLOAD_MB", 500) * 1024 * 1024
 # The server (project/server.py) answers 413 to any request body past this, while it arrives;
 # the margin is room for the multipart headers around the file.
 REQUEST_BODY_MAX_BYTES = AUDIO_MAX_UPLOAD_BYTES + 64 * 1024
+# Slow clients are cut (project/server.py): headers must arrive in time, a body must keep moving,
+# and request line plus headers have a size limit (431 past it).
+REQUEST_HEADER_TIMEOUT_SECONDS = float(env("REQUEST_HEADER_TIMEOUT_SECONDS", "30"))
+REQUEST_BODY_TIMEOUT_SECONDS = float(env("REQUEST_BODY_TIMEOUT_SECONDS", "30"))
+REQUEST_BODY_MIN_BYTES_PER_SECOND = env_int("REQUEST_BODY_MIN_BYTES_PER_SECOND", 1024)
+REQUEST_HEADERS_MAX_BYTES = env_int("REQUEST_HEADERS_MAX_BYTES", 64 * 1024)
 # Bounds on decoded work, checked at upload: a small file can decode to hours of samples.
 AUDIO_MAX_DURATION_SECONDS = float(env("AUDIO_MAX_DURATION_SECONDS", str(6 * 3600)))
 AUDIO_MAX_SAMPLES = env_int("AUDIO_MAX_SAMPLES", 1_000_000_000)
@@ -231,6 +235,10 @@ SSE_KEEPALIVE_SECONDS = float(env("SSE_KEEPALIVE_SECONDS", "15"))
 SSE_POLL_SECONDS = float(env("SSE_POLL_SECONDS", "0.05"))
 SSE_REDIS_POLL_SECONDS = float(env("SSE_REDIS_POLL_SECONDS", "1"))
 SSE_DB_THREADS = env_int("SSE_DB_THREADS", 4)
+# Run streams and uploads on the server's public APIs only (see tasks_app/streams/seam.py).
+SSE_PUBLIC_APIS_ONLY = env_bool("SSE_PUBLIC_APIS_ONLY")
+# /healthz reports the stream hub down when one of its loops shows no sign of life this long.
+SSE_HUB_STALL_SECONDS = float(env("SSE_HUB_STALL_SECONDS", "30"))
 SSE_TICKET_SECONDS = env_int("SSE_TICKET_SECONDS", 60)
 EVENT_RETENTION_HOURS = float(env("EVENT_RETENTION_HOURS", "24"))
 EVENT_TRIM_INTERVAL_SECONDS = float(env("EVENT_TRIM_INTERVAL_SECONDS", "600"))

@@ -26,8 +26,10 @@ class StreamError(Exception):
 
 
 def stream_url(base_url: str, task_id: str) -> str:
-    """URL of one task's SSE stream on a server."""
-    return f"{base_url.rstrip('/')}/api/v1/sse/tasks/{task_id}/progress"
+    """URL of one task's SSE stream on a server (this project's URLconf names its path)."""
+    from django.urls import reverse
+
+    return base_url.rstrip("/") + reverse("sse_task_progress", kwargs={"task_id": task_id})
 
 
 def watch(

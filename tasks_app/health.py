@@ -1,4 +1,4 @@
-"""GET /healthz: the database, the job queue and event fan-out, each checked with a short timeout."""
+"""GET /healthz: the database, the job queue, event fan-out and the stream hub, each checked quickly."""
 
 from __future__ import annotations
 
@@ -47,10 +47,25 @@ def check_fanout() -> dict[str, object]:
     return {"mode": "redis"}
 
 
+def check_stream_hub() -> dict[str, object]:
+    """Every background loop of this process's stream hub shows signs of life."""
+    from .streams.hub import current_hub
+
+    hub = current_hub()
+    if hub is None or not hub.loops:
+        return {"streams": 0, "loops": "not started"}
+    stalled = hub.stalled()
+    if stalled:
+        quiet = ", ".join(f"{name} loop silent for {seconds} s" for name, seconds in stalled.items())
+        raise RuntimeError(f"the stream hub stalled: {quiet}")
+    return {"streams": hub.open_streams, "loops": sorted(hub.loops)}
+
+
 CHECKS: dict[str, Callable[[], dict[str, object]]] = {
     "database": check_database,
     "queue": check_queue,
     "fanout": check_fanout,
+    "stream_hub": check_stream_hub,
 }
 
 

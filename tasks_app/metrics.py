@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import ipaddress
 from collections.abc import Iterator
 from datetime import timedelta
@@ -28,6 +29,9 @@ SSE_EVENTS_DELIVERED = Counter("sse_events_delivered", "Events written to SSE cl
 SSE_STREAM_CONNECTS = Counter(
     "sse_stream_connects", "Stream open attempts, by HTTP status.", ["status"], registry=REGISTRY
 )
+# Objects frozen out of the collector's sight (only the start-up heap: nothing freezes later).
+GC_FROZEN = Gauge("python_gc_frozen_objects", "Objects in the collector's permanent generation.", registry=REGISTRY)
+GC_FROZEN.set_function(gc.get_freeze_count)
 
 DURATION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200)
 WAIT_BUCKETS = (0.1, 0.5, 1, 5, 15, 30, 60, 300, 900, 3600)

@@ -7,6 +7,8 @@ import secrets
 from django.conf import settings
 from django.db import models
 
+from .streams.names import task_channel
+
 # The webhook models live in their package; imported here so Django registers them.
 from .webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint  # noqa: F401
 
@@ -119,12 +121,7 @@ class Task(models.Model):
     @property
     def channel(self) -> str:
         """Name of this task's SSE channel."""
-        return f"task-{self.id}"
-
-
-def user_channel(user_id: int) -> str:
-    """Name of the SSE channel that carries every task of one user."""
-    return f"user-{user_id}"
+        return task_channel(self.id)
 
 
 class StreamTicket(models.Model):

@@ -12,7 +12,7 @@ from django.db import connection
 from django.db.models import QuerySet
 
 from .audio.formats import MEDIA_TYPES
-from .events import current_id_sql
+from .streams.log import current_id_sql
 from .exceptions import NotFound, NotReady
 from .models import AudioFile, Task
 

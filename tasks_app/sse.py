@@ -1,9 +1,9 @@
 """SSE channels: publishing task changes, and how a stream opens (auth, snapshot, resume point).
 
-Channel `task-<id>` carries one task's events and is readable by its owner and staff;
-`user-<id>` carries every task of one user (and the user's revocation) and is readable by
-that user only. Every event is stored in the log (`events.py`) inside the transaction of the
-change it reports; streams are told only after commit (`fanout.notify`).
+A task's channel (`streams.names`) carries its events and is readable by its owner and staff;
+a user's channel carries every task of one user (and the user's revocation) and is readable
+by that user only. Every event is stored in the log (`streams.log`) inside the transaction of
+the change it reports; streams are told only after commit (`streams.publish.notify`).
 """
 
 from __future__ import annotations
@@ -20,15 +20,16 @@ from django.db import transaction
 from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.exceptions import AuthenticationFailed, InvalidToken
 
-from . import events as log
 from .api.exceptions import describe
-from .events import COMPLETE, DELETED, ERROR, PROGRESS, LogEvent
 from .exceptions import NotFound, Unauthenticated
-from .fanout import notify
 from .metrics import SSE_EVENTS_PUBLISHED
-from .models import Task, user_channel
+from .models import Task
 from .progress import task_progress
 from .selectors import task_for_stream
+from .streams import log
+from .streams.log import COMPLETE, DELETED, ERROR, PROGRESS, LogEvent
+from .streams.names import task_channel, user_channel
+from .streams.publish import notify
 from .tickets import redeem_ticket
 
 TOKEN_COOKIE = "sse_token"
@@ -62,7 +63,7 @@ def publish_task(task: Task, *, created: bool = False) -> None:
 
 def publish_task_deleted(task_id: str, owner_id: int) -> None:
     """End the task's streams with a final `error` (code `deleted`); tell the owner's stream."""
-    channel = f"task-{task_id}"
+    channel = task_channel(task_id)
     with transaction.atomic():
         events = [
             log.append(channel, ERROR, _json({"code": "deleted", "message": f"Task {task_id} was deleted."})),
@@ -159,7 +160,7 @@ def parse_last_event_id(raw: str | None, channel: str) -> int | None:
 def open_task_stream(credentials: Credentials, task_id: str, last_event_raw: str | None) -> StreamOpening:
     """Authorize a per-task stream and decide what it sends first and where it resumes."""
     caller = authenticate(credentials, task_id=task_id)
-    channel = f"task-{task_id}"
+    channel = task_channel(task_id)
     last_seen = parse_last_event_id(last_event_raw, channel)
     # The task and its channel's newest id in one statement, so from one snapshot of the
     # database: every event after `current` is sent live, so nothing committed is missed.

@@ -57,6 +57,7 @@ def test_healthz_is_200_when_database_and_queue_answer(client: Any) -> None:
         "database": "up",
         "queue": "up",
         "fanout": "up",
+        "stream_hub": "up",
     }
     assert body["checks"]["fanout"]["mode"] == "database polling"
 

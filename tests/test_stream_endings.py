@@ -95,7 +95,7 @@ def test_finished_task_whose_events_were_trimmed_still_ends_with_complete(servic
     with service.client(token) as api:
         assert api.post(f"/api/v1/tasks/{task['id']}/cancel/").status_code == 200
     trimmed = service.shell(
-        "from datetime import timedelta; from tasks_app.events import trim; "
+        "from datetime import timedelta; from tasks_app.streams.log import trim; "
         "from django_eventstream.models import Event; trim(older_than=timedelta(0)); "
         f"print(Event.objects.filter(channel='task-{task['id']}').count())"
     )

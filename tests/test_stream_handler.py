@@ -1,4 +1,4 @@
-"""The streams' own request path (`tasks_app.streaming`) and the hub's direct writes.
+"""The streams' own request path (`tasks_app.streams.seam`) and the hub's direct writes.
 
 With thousands of streams, every reference cycle a closed stream leaves behind is work for a
 full garbage collection, which stops every stream and request while it runs. These tests run
@@ -19,10 +19,11 @@ from rest_framework_simplejwt.tokens import AccessToken
 from twisted.internet.testing import StringTransport
 from twisted.web.http import HTTPChannel, Request
 
-from tasks_app import fanout
-from tasks_app.events import COMPLETE, PROGRESS, LogEvent
-from tasks_app.fanout import BATCH, Channel, Hub, Subscription
-from tasks_app.streaming import SCOPE_KEY, StreamingASGIHandler, Wire
+from tasks_app.streams import hub as hub_module
+from tasks_app.streams.hub import BATCH, Channel, Hub, Subscription
+from tasks_app.streams.log import COMPLETE, PROGRESS, LogEvent
+from tasks_app.streams.outlet import Outlet
+from tasks_app.streams.seam import SCOPE_KEY, StreamingASGIHandler, Wire
 
 
 def cyclic_garbage() -> list[Any]:
@@ -76,7 +77,7 @@ async def open_and_drop(app: StreamingASGIHandler, scope: dict) -> list[dict]:
 def test_a_closed_stream_leaves_no_reference_cycle(user, make_task, monkeypatch):
     # A hub of its own: dropping the tasks of a hub that served earlier tests' event loops
     # would free their streams' cycles in the middle of this measurement.
-    monkeypatch.setattr(fanout, "_hub", None)
+    monkeypatch.setattr(hub_module, "_hub", None)
     task = make_task(user, state="processing")
     app = StreamingASGIHandler()
     scope = stream_scope(task.pk, str(AccessToken.for_user(user)))
@@ -136,6 +137,8 @@ class RecordingWire:
     def __init__(self, room: int | None = None) -> None:
         self.writes: list[bytes] = []
         self.room = room
+        self.writable = asyncio.Event()
+        self.writable.set()
 
     @property
     def ready(self) -> bool:
@@ -144,6 +147,12 @@ class RecordingWire:
     def write(self, data: bytes) -> bool:
         self.writes.append(data)
         return True
+
+    def abort(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 def written_ids(wire: RecordingWire) -> list[int]:
@@ -156,7 +165,7 @@ def hub_with_waiting_stream(wire: RecordingWire) -> tuple[Hub, Subscription]:
     channel = hub.channels["task-x"] = Channel("task-x")
     channel.holders = 1
     sub = hub.subscribe(channel, user_id=1, last_id=0, current=0, expires_at=None, ends_on_complete=True, opened_at=0.0)
-    sub.wire = wire
+    sub.outlet = Outlet(send=None, wire=wire)
     return hub, sub
 
 

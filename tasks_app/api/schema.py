@@ -1,4 +1,4 @@
-"""OpenAPI additions: the bearer auth scheme name and the SSE endpoints Channels serves."""
+"""OpenAPI additions: the bearer auth scheme name and the SSE stream endpoints."""
 
 from __future__ import annotations
 

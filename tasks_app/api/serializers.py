@@ -97,8 +97,8 @@ class TaskSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(OpenApiTypes.URI)
     def get_stream_url(self, task: Task) -> str:
-        """SSE stream of the task's progress (routed by Channels, not Django's URLconf)."""
-        return self._absolute(f"/api/v1/sse/tasks/{task.id}/progress")
+        """SSE stream of the task's progress."""
+        return self._absolute(reverse("sse_task_progress", kwargs={"task_id": task.id}))
 
     @extend_schema_field(serializers.URLField(allow_null=True))
     def get_waveform_json_url(self, task: Task) -> str | None:

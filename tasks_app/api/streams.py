@@ -1,7 +1,8 @@
 """The SSE stream views: async Django views, so streams pass the same middleware as the API.
 
-A stream holds no thread and no database connection while it is open: database work runs
-on the hub's pool (`fanout.run_db`) and live events come from the hub's ring.
+A view authorizes the stream and answers errors as JSON; once it streams, the hub runs it
+(`Hub.serve`). A stream holds no thread and no database connection while it is open:
+database work runs on the hub's pool (`hub.run_db`) and live events come from the hub's ring.
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from ..streaming import Wire, sse_stream
-from ..events import COMPLETE, ERROR, LogEvent, events_after
 from ..exceptions import DomainError, InternalError, MethodNotAllowed
-from ..fanout import BATCH, KEEPALIVE, Channel, Hub, Subscription, get_hub, run_db
-from ..metrics import SSE_EVENTS_DELIVERED, SSE_STREAM_CONNECTS
-from ..models import user_channel
+from ..metrics import SSE_STREAM_CONNECTS
 from ..sse import TOKEN_COOKIE, Credentials, StreamOpening, authenticate_user_stream, open_task_stream, open_user_stream
+from ..streams import seam
+from ..streams.hub import Channel, Hub, get_hub
+from ..streams.pool import run_db
+from ..streams.names import task_channel, user_channel
+from ..streams.seam import sse_stream
 from .exceptions import error_body
 
 logger = logging.getLogger(__name__)
@@ -35,7 +37,7 @@ async def task_progress_stream(request: HttpRequest, task_id: str) -> HttpRespon
     """`GET sse/tasks/{task_id}/progress`: one task's events; ends after `complete`."""
 
     async def opener(hub: Hub, credentials: Credentials, last: str | None) -> tuple[Channel, StreamOpening]:
-        channel = hub.acquire(f"task-{task_id}")
+        channel = hub.acquire(task_channel(task_id))
         try:
             return channel, await run_db(open_task_stream, credentials, task_id, last)
         except BaseException:
@@ -85,7 +87,9 @@ async def _serve(request: HttpRequest, opener: Opener, *, ends_on_complete: bool
         return HttpResponse(status=204, headers={"Cache-Control": "no-cache"})
     if opening.finished:
         hub.release(channel)
-        body = _finished(opening)
+        outlet = seam.outlet(request.scope)
+        last, upto = opening.last_id, opening.current - 1
+        body = _written(lambda: hub.replay(outlet, opening.channel, last, upto, opening.head, opening.tail))
     else:
         try:
             sub = hub.subscribe(
@@ -100,96 +104,17 @@ async def _serve(request: HttpRequest, opener: Opener, *, ends_on_complete: bool
         except DomainError as exc:
             hub.release(channel)
             return _error(exc)
-        body = _live(hub, sub, opening.head, Wire.of(request.scope))
+        outlet = seam.outlet(request.scope)
+        body = _written(lambda: hub.serve(sub, outlet, opening.head))
     SSE_STREAM_CONNECTS.labels(status="200").inc()
     return StreamingHttpResponse(body, content_type="text/event-stream; charset=utf-8", headers=SSE_HEADERS)
 
 
-async def _live(hub: Hub, sub: Subscription, head: bytes, wire: Wire | None) -> AsyncIterator[bytes]:
-    """Snapshot, then every event after the client's position, live, until the end.
-
-    While the stream is caught up it waits, and the hub writes new events to its client
-    itself (`Hub.push`); it wakes the stream for what it cannot do: a page from storage,
-    a client that stopped reading, the end.
-    """
-    try:
-        yield head or KEEPALIVE
-        while True:
-            if wire is not None and not wire.writable.is_set():
-                # The client stopped reading: hold nothing for it. Its events stay in the
-                # log, and it catches up from there once it reads again.
-                await wire.writable.wait()
-            if sub.final is not None:
-                yield sub.final
-                return
-            if sub.ended:
-                return
-            frames, ended = hub.take(sub)
-            if frames is None:  # behind the ring: catch up from storage, a page at a time
-                frames, ended = await _page(sub)
-            if frames:
-                sub.last_write = time.monotonic()
-                SSE_EVENTS_DELIVERED.inc(len(frames))
-                yield b"".join(frames)
-                if ended:
-                    return
-                continue
-            if sub.keepalive:
-                sub.keepalive = False
-                sub.last_write = time.monotonic()
-                yield KEEPALIVE
-                continue
-            sub.wire = wire
-            await sub.wake.wait()
-            sub.wake.clear()
-            sub.wire = None
-    except Exception:  # noqa: BLE001 - end the response; the client resumes with its last id
-        logger.exception("Stream of %s failed", sub.channel.name)
-    finally:
-        sub.wire = None
-        hub.unsubscribe(sub)
-        if wire is not None:
-            wire.close()
-
-
-async def _page(sub: Subscription) -> tuple[list[bytes], bool]:
-    """The next page of stored events after the stream's position."""
-    page = await run_db(events_after, sub.channel.name, sub.last_id, limit=BATCH)
-    if not page:
-        # Nothing stored where the ring says there are newer events: they were trimmed.
-        ring = sub.channel.ring
-        sub.last_id = max(sub.last_id, ring[0][0] - 1 if ring else sub.channel.last or 0)
-        return [], False
-    return _frames(page, sub)
-
-
-def _frames(page: list[LogEvent], sub: Subscription) -> tuple[list[bytes], bool]:
-    out = []
-    for event in page:
-        out.append(event.frame())
-        sub.last_id = event.eid
-        if event.type == ERROR or (event.type == COMPLETE and sub.ends_on_complete):
-            return out, True
-    return out, False
-
-
-async def _finished(opening: StreamOpening) -> AsyncIterator[bytes]:
-    """A finished task: snapshot, the stored events the client missed, the final `complete`."""
-    yield opening.head
-    last = opening.last_id
-    while last < opening.current - 1:
-        page = await run_db(events_after, opening.channel, last, upto=opening.current - 1)
-        if not page:
-            break
-        frames = []
-        for event in page:
-            frames.append(event.frame())
-            last = event.eid
-            if event.type in (COMPLETE, ERROR):
-                yield b"".join(frames)  # an earlier attempt ended here: so does this stream
-                return
-        yield b"".join(frames)
-    yield opening.tail
+async def _written(run: Callable[[], Awaitable[None]]) -> AsyncIterator[bytes]:
+    """The response body: the stream writes itself through its outlet, so nothing is yielded."""
+    await run()
+    for chunk in ():
+        yield chunk
 
 
 def _error(exc: DomainError) -> JsonResponse:

@@ -9,7 +9,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from tasks_app.events import trim
+from tasks_app.streams.log import trim
 
 
 class Command(BaseCommand):

@@ -1,4 +1,4 @@
-"""`manage.py web`: the web process of the scaled shape (Daphne serving project.asgi)."""
+"""`manage.py web`: the web process of the scaled shape (the bounded Daphne of project.server)."""
 
 from __future__ import annotations
 
@@ -31,8 +31,9 @@ class Command(BaseCommand):
     """Replace this process with Daphne on the given address."""
 
     help = (
-        "Run the web process (Daphne) for the scaled shape: same as "
-        "`daphne -b HOST -p PORT project.asgi:application`. Run `worker` processes next to it."
+        "Run the web process for the scaled shape: Daphne with bounded request bodies and header "
+        "deadlines (`python -m project.server -b HOST -p PORT project.asgi:application`). "
+        "Run `worker` processes next to it."
     )
 
     def add_arguments(self, parser: ArgumentParser) -> None:

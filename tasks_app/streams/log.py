@@ -8,6 +8,8 @@ Events are framed for SSE once, here, and the same bytes go to every subscriber.
 
 from __future__ import annotations
 
+import json
+import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -17,6 +19,10 @@ from django.utils import timezone
 from django_eventstream.models import Event as StoredEvent
 from django_eventstream.models import EventCounter
 
+from .names import TASK_PREFIX, task_channel, task_of
+
+logger = logging.getLogger(__name__)
+
 # Event types a stream sends.
 PROGRESS = "progress"
 COMPLETE = "complete"
@@ -24,6 +30,15 @@ ERROR = "error"
 DELETED = "deleted"
 
 PAGE_SIZE = 500
+
+
+def ends_stream(event_type: str, ends_on_complete: bool) -> bool:
+    """Whether a stream ends after sending an event of this type: the one end-of-stream rule.
+
+    An `error` ends every stream; `complete` ends a task's stream, not the user's, which
+    follows all of that user's tasks.
+    """
+    return event_type == ERROR or (event_type == COMPLETE and ends_on_complete)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +58,20 @@ class LogEvent:
     def frame(self) -> bytes:
         """The event as SSE bytes (JSON text never holds a raw newline)."""
         return f"event: {self.type}\nid: {self.channel}:{self.eid}\ndata: {self.data}\n\n".encode()
+
+
+def encode_events(events: list[LogEvent]) -> str:
+    """One Redis message carrying whole events."""
+    return json.dumps([[e.channel, e.eid, e.type, e.data] for e in events])
+
+
+def decode_events(message: bytes | str) -> list[LogEvent]:
+    """The events of a Redis message (malformed messages carry none)."""
+    try:
+        return [LogEvent(str(c), int(i), str(t), str(d)) for c, i, t, d in json.loads(message)]
+    except (ValueError, TypeError):
+        logger.warning("Ignoring a malformed event message")
+        return []
 
 
 def frame(event_type: str, data: str, event_id: str | None = None) -> bytes:
@@ -127,7 +156,7 @@ def trim(*, older_than: timedelta, batch: int = 1000) -> int:
     Runs as housekeeping, never inside a task's transaction; deletes in batches so no
     single statement holds the database for long. Returns how many rows went.
     """
-    from .models import Task
+    from ..models import Task
 
     cutoff = timezone.now() - older_than
     removed = 0
@@ -140,7 +169,7 @@ def trim(*, older_than: timedelta, batch: int = 1000) -> int:
     after = 0
     while True:
         rows = list(
-            EventCounter.objects.filter(name__startswith="task-", updated__lt=cutoff, id__gt=after)
+            EventCounter.objects.filter(name__startswith=TASK_PREFIX, updated__lt=cutoff, id__gt=after)
             .order_by("id")
             .values_list("id", "name")[:batch]
         )
@@ -148,10 +177,7 @@ def trim(*, older_than: timedelta, batch: int = 1000) -> int:
             break
         after = rows[-1][0]
         names = [name for _, name in rows]
-        live = {
-            f"task-{pk}"
-            for pk in Task.objects.filter(pk__in=[n[len("task-") :] for n in names]).values_list("pk", flat=True)
-        }
+        live = {task_channel(pk) for pk in Task.objects.filter(pk__in=map(task_of, names)).values_list("pk", flat=True)}
         gone = [n for n in names if n not in live]
         if gone:
             StoredEvent.objects.filter(channel__in=gone).delete()

@@ -5,10 +5,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from django.core.exceptions import DisallowedHost
 from django.core.files.storage import default_storage
 from django.db.models import QuerySet
 from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
-from django.views.defaults import page_not_found
+from django.views import defaults
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (OpenApiParameter, OpenApiResponse, extend_schema,
                                    extend_schema_view)
@@ -21,7 +22,6 @@ from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
-from rest_framework_simplejwt.authentication import JWTAuthentication
 
 from .. import selectors, services, tickets
 from ..audio.encode import MEDIA_TYPES
@@ -29,6 +29,7 @@ from ..exceptions import NotFound
 from ..models import AudioFile, Task
 from ..progress import TaskProgressSerializer, task_progress
 from ..sse import TOKEN_COOKIE
+from .authentication import JWTAuthentication
 from .exceptions import error_body
 from .parsers import JSONParser
 from .serializers import (AudioFileSerializer, AudioUploadSerializer, ErrorSerializer,
@@ -334,8 +335,38 @@ class StreamTicketView(APIView):
         return Response(StreamTicketSerializer(ticket).data, status=status.HTTP_201_CREATED)
 
 
+def _api(request: HttpRequest) -> bool:
+    return request.path.startswith("/api/")
+
+
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """400 for requests Django refuses before any view (a foreign `Host`): JSON under /api/."""
+    if not _api(request):
+        return defaults.bad_request(request, exception)
+    if isinstance(exception, DisallowedHost):
+        body = error_body("invalid_host", "The Host header names a host this service does not serve.", "Host")
+    else:
+        body = error_body("bad_request", "The request is malformed.", None)
+    return JsonResponse(body, status=400)
+
+
+def permission_denied(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """403 outside DRF's own handling: JSON under /api/, Django's page elsewhere."""
+    if _api(request):
+        return JsonResponse(error_body("permission_denied", "Permission denied.", None), status=403)
+    return defaults.permission_denied(request, exception)
+
+
 def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
     """404 for unrouted URLs: the JSON error shape under /api/, Django's page elsewhere."""
-    if request.path.startswith("/api/"):
+    if _api(request):
         return JsonResponse(error_body("not_found", "Not found.", None), status=404)
-    return page_not_found(request, exception)
+    return defaults.page_not_found(request, exception)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """500 (a bug, logged by Django): JSON under /api/, Django's page elsewhere."""
+    if _api(request):
+        return JsonResponse(error_body("internal_error", "A server error occurred; it was logged.", None),
+                            status=500)
+    return defaults.server_error(request)

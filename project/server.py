@@ -33,6 +33,8 @@ from daphne.http_protocol import HTTPFactory, WebRequest
 from daphne.server import Server
 from django.conf import settings
 
+from project.access_log import redact_details
+
 # Size of the body messages the application receives, and how much of a body stays in memory
 # before the spool moves to disk.
 BODY_CHUNK_BYTES = 64 * 1024
@@ -186,6 +188,10 @@ class BoundedServer(Server):
             application_instance, loop=asyncio.get_event_loop()
         )
         return input_queue
+
+    def log_action(self, protocol: str, action: str, details: dict) -> None:
+        """Daphne's access log, with query strings redacted (they may carry stream tickets)."""
+        super().log_action(protocol, action, redact_details(details))
 
 
 class BoundedCommandLineInterface(CommandLineInterface):

@@ -6,9 +6,8 @@ import time
 from typing import Any
 
 from django.core.exceptions import DisallowedHost
-from django.core.files.storage import default_storage
 from django.db.models import QuerySet
-from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.views import defaults
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (OpenApiParameter, OpenApiResponse, extend_schema,
@@ -25,6 +24,7 @@ from rest_framework.views import APIView
 
 from .. import selectors, services, tickets
 from ..audio.encode import MEDIA_TYPES
+from ..downloads import StoredFile, file_response
 from ..exceptions import NotFound
 from ..models import AudioFile, Task
 from ..progress import TaskProgressSerializer, task_progress
@@ -77,21 +77,21 @@ class ServeFileNegotiation(DefaultContentNegotiation):
         return renderers[0], renderers[0].media_type
 
 
-# The file actions answer with a FileResponse, which DRF passes through unrendered.
+# The file actions answer with a plain Django response, which DRF passes through unrendered.
 FILE_ACTION = {"detail": True, "methods": ["get"], "serves_file": True,
                "renderer_classes": [JSONRenderer],
                "content_negotiation_class": ServeFileNegotiation}
 
 
-def serve(artifact: selectors.Artifact, *, attachment: bool = False) -> FileResponse:
-    """Stream a stored artifact with its media type and file name."""
+def serve(request: Request, artifact: selectors.Artifact, *, attachment: bool = False) -> HttpResponseBase:
+    """Stream a stored artifact with its media type and file name (ranges, 304, bounded memory)."""
     try:
-        stored = default_storage.open(artifact.name, "rb")
+        stored = StoredFile.stat(artifact.name)
     except FileNotFoundError:
         # The task was deleted since the selector looked: the same 404 as a moment later.
         raise NotFound(f"{artifact.filename} no longer exists.", field="task_id") from None
-    return FileResponse(stored, as_attachment=attachment, filename=artifact.filename,
-                        content_type=artifact.content_type)
+    return file_response(request, stored, filename=artifact.filename, content_type=artifact.content_type,
+                         attachment=attachment)
 
 
 AUDIO_ID = OpenApiParameter("id", OpenApiTypes.INT, OpenApiParameter.PATH,
@@ -241,9 +241,9 @@ class TaskViewSet(viewsets.GenericViewSet):
         parameters=[TASK_ID], responses={200: WaveformSerializer, **errors(401), **ARTIFACT_ERRORS},
     )
     @action(url_path="waveform.json", **FILE_ACTION)
-    def waveform_json(self, request: Request, task_id: str) -> FileResponse:
+    def waveform_json(self, request: Request, task_id: str) -> HttpResponseBase:
         """The waveform JSON document of a completed analyze task."""
-        return serve(selectors.task_artifact(request.user, task_id, "waveform_json"))
+        return serve(request, selectors.task_artifact(request.user, task_id, "waveform_json"))
 
     @extend_schema(
         summary="Waveform of a completed analyze task (PNG image)",
@@ -252,9 +252,9 @@ class TaskViewSet(viewsets.GenericViewSet):
                    **errors(401), **ARTIFACT_ERRORS},
     )
     @action(url_path="waveform.png", **FILE_ACTION)
-    def waveform_png(self, request: Request, task_id: str) -> FileResponse:
+    def waveform_png(self, request: Request, task_id: str) -> HttpResponseBase:
         """The waveform PNG of a completed analyze task."""
-        return serve(selectors.task_artifact(request.user, task_id, "waveform_png"))
+        return serve(request, selectors.task_artifact(request.user, task_id, "waveform_png"))
 
     @extend_schema(
         summary="Download the output file of a completed normalize task",
@@ -269,9 +269,9 @@ class TaskViewSet(viewsets.GenericViewSet):
                    **errors(401), **ARTIFACT_ERRORS},
     )
     @action(url_path="output", **FILE_ACTION)
-    def output(self, request: Request, task_id: str) -> FileResponse:
+    def output(self, request: Request, task_id: str) -> HttpResponseBase:
         """The normalized audio of a completed normalize task, as a download."""
-        return serve(selectors.task_artifact(request.user, task_id, "output"), attachment=True)
+        return serve(request, selectors.task_artifact(request.user, task_id, "output"), attachment=True)
 
     def _out(self, tasks: Any, many: bool = False) -> Any:
         return TaskSerializer(tasks, many=many, context=self.get_serializer_context()).data

@@ -163,6 +163,10 @@ REQUEST_BODY_MAX_BYTES = AUDIO_MAX_UPLOAD_BYTES + 64 * 1024
 # Bounds on decoded work, checked at upload: a small file can decode to hours of samples.
 AUDIO_MAX_DURATION_SECONDS = float(env("AUDIO_MAX_DURATION_SECONDS", str(6 * 3600)))
 AUDIO_MAX_SAMPLES = env_int("AUDIO_MAX_SAMPLES", 1_000_000_000)
+# Storage each user may fill with uploads and task outputs, and the largest output one task may
+# write (MiB; 0 = no limit). See tasks_app/quota.py.
+STORAGE_QUOTA_MB = env_int("STORAGE_QUOTA_MB", 5120)
+TASK_OUTPUT_MAX_MB = env_int("TASK_OUTPUT_MAX_MB", 1024)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 

@@ -18,7 +18,7 @@ from django.core.files.storage import default_storage
 from django.db import DatabaseError
 from django_tasks import task
 
-from . import services
+from . import quota, services
 from .audio.errors import AudioError, Cancelled, OptionsError
 from .audio.progress import EtaEstimator
 from .audio.registry import get_processor
@@ -149,6 +149,8 @@ def process(task_row: Task) -> None:
     reporter = ProgressReporter(task_id, attempt)
     try:
         processor = get_processor(task_row.kind)
+        # Refused before anything is written when the output's size is known in advance.
+        quota.check_output(task_row, quota.expected_output_bytes(task_row), expected=True)
         with local_copy(task_row.audio_file.file.name) as path, \
                 tempfile.TemporaryDirectory(prefix=f"{task_id}-") as folder:
             options = dict(task_row.options)
@@ -160,6 +162,8 @@ def process(task_row: Task) -> None:
             )
             reporter(1.0, reporter.stage or "finishing")
             reporter.flush()
+            output_bytes = quota.written_bytes(folder, result)
+            quota.check_output(task_row, output_bytes)  # before it reaches storage
             store_artifacts(task_id, attempt, folder, result)
     except Cancelled:
         logger.info("Task %s stopped: no longer processing", task_id)
@@ -168,7 +172,7 @@ def process(task_row: Task) -> None:
         if services.task_hand_back(task_id=task_id, attempt=attempt) is not None:
             logger.warning("Worker stopping: task %s handed back to pending", task_id)
         return
-    except (AudioError, OptionsError, JobCrashed) as exc:
+    except (AudioError, OptionsError, JobCrashed, quota.OutputLimitExceeded) as exc:
         services.task_fail(task_id=task_id, attempt=attempt, error=str(exc))
         return
     except Exception:  # noqa: BLE001 - any failure must end the task, not strand it
@@ -178,7 +182,8 @@ def process(task_row: Task) -> None:
     try:
         # Django's JSON encoder writes NaN and infinity, which no database accepts as JSON.
         json.dumps(result, allow_nan=False)
-        completed = services.task_complete(task_id=task_id, attempt=attempt, result=result)
+        completed = services.task_complete(task_id=task_id, attempt=attempt, result=result,
+                                           output_bytes=output_bytes)
     except (TypeError, ValueError, DatabaseError):
         logger.exception("Task %s: result refused", task_id)
         services.task_fail(task_id=task_id, attempt=attempt, error=(

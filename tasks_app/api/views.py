@@ -22,7 +22,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from .. import selectors, services, tickets
+from .. import quota, selectors, services, tickets
 from ..audio.encode import MEDIA_TYPES
 from ..downloads import StoredFile, file_response
 from ..exceptions import NotFound
@@ -32,7 +32,7 @@ from ..sse import TOKEN_COOKIE
 from .authentication import JWTAuthentication
 from .exceptions import error_body
 from .parsers import JSONParser
-from .serializers import (AudioFileSerializer, AudioUploadSerializer, ErrorSerializer,
+from .serializers import (AudioFileSerializer, AudioUploadSerializer, ErrorSerializer, MeSerializer,
                           StreamTicketRequestSerializer, StreamTicketSerializer,
                           TaskCreateSerializer, TaskListQuerySerializer, TaskSerializer,
                           WaveformSerializer)
@@ -44,8 +44,8 @@ ERROR_TEXT = {
     401: "Missing, invalid or expired token.",
     404: "Unknown id, or an object the caller does not own.",
     409: "The object's state does not allow this.",
-    413: "The request body is larger than the upload limit (`too_large`); refused before it "
-         "is read.",
+    413: "The request body is larger than the upload limit (`too_large`), refused before it "
+         "is read; or the file would pass your storage quota (`quota_exceeded`).",
     415: "Unsupported media type.",
 }
 PAGE_NOT_FOUND = OpenApiResponse(ErrorSerializer, description=(
@@ -65,6 +65,18 @@ ARTIFACT_ERRORS = {
         "artifact (`error.message` names what is missing).")),
     409: OpenApiResponse(ErrorSerializer, description=(
         "The task is not completed (`not_ready`); artifacts exist once it is.")),
+    # Every file answers HEAD, one `Range` and conditional requests (tasks_app/downloads.py).
+    206: OpenApiResponse(OpenApiTypes.BINARY, description=(
+        "The one byte range asked for with `Range: bytes=…` (`Content-Range` says which); "
+        "several ranges, or an `If-Range` naming another version, get the whole file.")),
+    304: OpenApiResponse(description=(
+        "Not modified: `If-None-Match` names the file's `ETag`, or `If-Modified-Since` is not "
+        "older than its `Last-Modified`.")),
+    412: OpenApiResponse(ErrorSerializer, description=(
+        "`If-Match` or `If-Unmodified-Since` names another version (`precondition_failed`).")),
+    416: OpenApiResponse(ErrorSerializer, description=(
+        "The `Range` starts past the end of the file (`range_not_satisfiable`; "
+        "`Content-Range: bytes */<size>`).")),
 }
 
 
@@ -275,6 +287,19 @@ class TaskViewSet(viewsets.GenericViewSet):
 
     def _out(self, tasks: Any, many: bool = False) -> Any:
         return TaskSerializer(tasks, many=many, context=self.get_serializer_context()).data
+
+
+class MeView(APIView):
+    """Who the caller is, and how much of their storage quota they use."""
+
+    @extend_schema(summary="The signed-in user and their storage usage and quota",
+                   responses={200: MeSerializer, **errors(401)})
+    def get(self, request: Request) -> Response:
+        """The caller's id, name and storage figures."""
+        user = request.user
+        return Response(MeSerializer({"id": user.pk, "username": user.get_username(),
+                                      "is_staff": user.is_staff,
+                                      "storage": quota.storage_usage(user.pk)}).data)
 
 
 class StreamCookieView(APIView):

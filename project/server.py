@@ -37,6 +37,8 @@ from twisted.web import http
 
 from tasks_app.streams import seam
 
+from project.access_log import redact_details
+
 # Size of the body messages the application receives, and how much of a body stays in memory
 # before the spool moves to disk.
 BODY_CHUNK_BYTES = 64 * 1024
@@ -293,6 +295,10 @@ class BoundedServer(seam.BoundedServer):
 
     factory_class = BoundedHTTPFactory
     input_queue_class = SpooledInputQueue
+
+    def log_action(self, protocol: str, action: str, details: dict) -> None:
+        """Daphne's access log, with query strings redacted (they may carry stream tickets)."""
+        super().log_action(protocol, action, redact_details(details))
 
 
 class BoundedCommandLineInterface(CommandLineInterface):

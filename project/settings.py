@@ -69,6 +69,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "rest_framework_simplejwt",
+    # Every refresh token is recorded, so a used one, or all of a user's, can be revoked.
+    "rest_framework_simplejwt.token_blacklist",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "corsheaders",
@@ -165,12 +167,16 @@ REQUEST_HEADERS_MAX_BYTES = env_int("REQUEST_HEADERS_MAX_BYTES", 64 * 1024)
 # Bounds on decoded work, checked at upload: a small file can decode to hours of samples.
 AUDIO_MAX_DURATION_SECONDS = float(env("AUDIO_MAX_DURATION_SECONDS", str(6 * 3600)))
 AUDIO_MAX_SAMPLES = env_int("AUDIO_MAX_SAMPLES", 1_000_000_000)
+# Storage each user may fill with uploads and task outputs, and the largest output one task may
+# write (MiB; 0 = no limit). See tasks_app/quota.py.
+STORAGE_QUOTA_MB = env_int("STORAGE_QUOTA_MB", 5120)
+TASK_OUTPUT_MAX_MB = env_int("TASK_OUTPUT_MAX_MB", 1024)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework_simplejwt.authentication.JWTAuthentication",
+        "tasks_app.api.authentication.JWTAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -192,6 +198,12 @@ REST_FRAMEWORK = {
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(minutes=env_int("JWT_ACCESS_MINUTES", 60)),
     "REFRESH_TOKEN_LIFETIME": timedelta(days=env_int("JWT_REFRESH_DAYS", 7)),
+    # A refresh gives a new refresh token and spends the old one (a used one gets 401), so a
+    # stolen refresh token is good once at most, and the theft shows when the owner refreshes.
+    "ROTATE_REFRESH_TOKENS": True,
+    "BLACKLIST_AFTER_ROTATION": True,
+    # Tokens carry a hash of the password hash: a password change ends every access token too.
+    "CHECK_REVOKE_TOKEN": True,
 }
 
 SPECTACULAR_SETTINGS = {

@@ -20,4 +20,8 @@ urlpatterns = [
     path("metrics", metrics_view, name="metrics"),
 ]
 
+# Every answer on an API path is JSON, also those Django gives before or after any view.
+handler400 = "tasks_app.api.views.bad_request"
+handler403 = "tasks_app.api.views.permission_denied"
 handler404 = "tasks_app.api.views.not_found"
+handler500 = "tasks_app.api.views.server_error"

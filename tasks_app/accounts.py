@@ -7,9 +7,12 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
+from django.utils import timezone
+from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from .exceptions import NotFound
+from .sse import publish_user_revoked
 
 DEMO_USERNAME = "demo"
 DEFAULT_DEMO_PASSWORD = "demo-password"
@@ -62,3 +65,19 @@ def user_by_name(username: str, *, create: bool = False) -> Any:
 def access_token_for(user: Any) -> str:
     """A fresh simplejwt access token for `user`."""
     return str(RefreshToken.for_user(user).access_token)
+
+
+def revoke_tokens(*, user_id: int, reason: str) -> int:
+    """Revoke every refresh token of a user and end their open streams; return how many were revoked.
+
+    `reason` is the message of the streams' final `unauthenticated` event.
+    """
+    with transaction.atomic():
+        live = OutstandingToken.objects.filter(
+            user_id=user_id, expires_at__gt=timezone.now(), blacklistedtoken__isnull=True
+        )
+        revoked = BlacklistedToken.objects.bulk_create(
+            [BlacklistedToken(token=token) for token in live], ignore_conflicts=True
+        )
+        publish_user_revoked(user_id, reason)
+    return len(revoked)

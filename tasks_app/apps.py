@@ -12,7 +12,7 @@ class TasksAppConfig(AppConfig):
     def ready(self) -> None:
         """Connect the Task and user publishers."""
         from django.contrib.auth import get_user_model
-        from django.db.models.signals import post_delete, post_save
+        from django.db.models.signals import post_delete, post_save, pre_save
 
         from . import signals
         from .models import Task
@@ -20,5 +20,6 @@ class TasksAppConfig(AppConfig):
         user = get_user_model()
         post_save.connect(signals.task_saved, sender=Task, dispatch_uid="tasks_app.task_saved")
         post_delete.connect(signals.task_deleted, sender=Task, dispatch_uid="tasks_app.task_deleted")
+        pre_save.connect(signals.user_saving, sender=user, dispatch_uid="tasks_app.user_saving")
         post_save.connect(signals.user_saved, sender=user, dispatch_uid="tasks_app.user_saved")
         post_delete.connect(signals.user_deleted, sender=user, dispatch_uid="tasks_app.user_deleted")

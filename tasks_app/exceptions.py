@@ -44,6 +44,14 @@ class UploadTooLarge(DomainError):
     default_detail = "The upload is larger than the limit."
 
 
+class QuotaExceeded(DomainError):
+    """Storing this would pass the user's storage quota."""
+
+    status_code = 413
+    default_code = "quota_exceeded"
+    default_detail = "Your storage quota is used up."
+
+
 class Unauthenticated(DomainError):
     """Missing, invalid or expired credentials (on a stream, where DRF does not answer)."""
 

@@ -18,7 +18,7 @@ from django.core.files.storage import default_storage
 from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections
 from django_tasks import task
 
-from . import services
+from . import quota, services
 from .audio.errors import AudioError, Cancelled, OptionsError
 from .audio.progress import EtaEstimator
 from .audio.registry import get_processor
@@ -169,6 +169,8 @@ def process(task_row: Task) -> str:
     reporter = ProgressReporter(task_id, attempt)
     try:
         processor = get_processor(task_row.kind)
+        # Refused before anything is written when the output's size is known in advance.
+        quota.check_output(task_row, quota.expected_output_bytes(task_row), expected=True)
         # Everything the attempt writes locally is in this folder, named so that recovery can
         # remove it when the worker dies (recovery.remove_work_folders).
         with tempfile.TemporaryDirectory(prefix=work_folder_prefix(task_id, attempt)) as folder, \
@@ -182,6 +184,8 @@ def process(task_row: Task) -> str:
             )
             reporter(1.0, reporter.stage or "finishing")
             reporter.flush()
+            output_bytes = quota.written_bytes(folder, result)
+            quota.check_output(task_row, output_bytes)  # before it reaches storage
             store_artifacts(task_id, attempt, folder, result)
     except Cancelled:
         logger.info("Task %s stopped: no longer processing", task_id)
@@ -194,7 +198,7 @@ def process(task_row: Task) -> str:
     except CONNECTION_ERRORS:
         logger.warning("Task %s: database connection lost; handing it back", task_id, exc_info=True)
         return HANDED_BACK if hand_back_after_connection_loss(task_id, attempt) else STOPPED
-    except (AudioError, OptionsError, JobCrashed) as exc:
+    except (AudioError, OptionsError, JobCrashed, quota.OutputLimitExceeded) as exc:
         services.task_fail(task_id=task_id, attempt=attempt, error=str(exc))
         return FAILED
     except Exception:  # noqa: BLE001 - any failure must end the task, not strand it
@@ -204,7 +208,8 @@ def process(task_row: Task) -> str:
     try:
         # Django's JSON encoder writes NaN and infinity, which no database accepts as JSON.
         json.dumps(result, allow_nan=False)
-        completed = services.task_complete(task_id=task_id, attempt=attempt, result=result)
+        completed = services.task_complete(task_id=task_id, attempt=attempt, result=result,
+                                           output_bytes=output_bytes)
     except CONNECTION_ERRORS:
         # Whether the completion committed is unknown: only a successful hand-back proves it did
         # not, and only then are this attempt's stored files surely unused.

@@ -87,6 +87,8 @@ class Task(models.Model):
     stage = models.CharField(max_length=32, blank=True, default="")
     estimated_time = models.FloatField(null=True, blank=True, help_text="Seconds left.")
     result = models.JSONField(null=True, blank=True)
+    # Bytes its artifacts take in storage: counted against the owner's quota (`quota.py`).
+    output_bytes = models.BigIntegerField(default=0)
     error = models.TextField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
     job_id = models.CharField(max_length=64, blank=True, default="")

@@ -20,6 +20,7 @@ from .audio.registry import get_processor, validate_options
 from .exceptions import (AudioTooLong, Conflict, IllegalTransition, InvalidAudio, InvalidInput,
                          NotFound, UploadTooLarge)
 from .models import AudioFile, Task
+from .quota import check_upload
 from .selectors import audio_files_visible_to
 from .webhooks.services import record_task_event, record_task_progress
 
@@ -42,6 +43,7 @@ def audio_file_create(*, owner: Any, upload: UploadedFile) -> AudioFile:
             f"The file is {upload.size} bytes; the limit is {limit} bytes.", field="file")
     if not upload.size:
         raise InvalidAudio("The file is empty.", field="file", code="empty")
+    check_upload(owner_id=owner.pk, size=upload.size)
     suffix = os.path.splitext(upload.name or "")[1][:8]
     with tempfile.NamedTemporaryFile(suffix=suffix) as tmp:
         for chunk in upload.chunks():
@@ -218,12 +220,14 @@ def task_heartbeat(*, task_id: str, attempt: int) -> bool:
                 .update(heartbeat_at=timezone.now()))
 
 
-def task_complete(*, task_id: str, attempt: int, result: dict) -> Task | None:
-    """Mark one attempt completed with its result; None if it was cancelled or superseded."""
+def task_complete(*, task_id: str, attempt: int, result: dict, output_bytes: int = 0) -> Task | None:
+    """Mark one attempt completed with its result (and the bytes its artifacts take);
+    None if it was cancelled or superseded."""
     try:
         return _transition(
             task_id, State.COMPLETED, attempt=attempt, progress=100.0, stage="done",
             estimated_time=None, result=result, error=None, finished_at=timezone.now(),
+            output_bytes=output_bytes,
         )
     except (IllegalTransition, NotFound):
         return None

@@ -17,9 +17,9 @@ from urllib.parse import unquote
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
-from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.exceptions import AuthenticationFailed, InvalidToken
 
+from .api.authentication import JWTAuthentication
 from .api.exceptions import describe
 from .exceptions import NotFound, Unauthenticated
 from .metrics import SSE_EVENTS_PUBLISHED
@@ -72,14 +72,10 @@ def publish_task_deleted(task_id: str, owner_id: int) -> None:
     _publish(events)
 
 
-def publish_user_revoked(user_id: int) -> None:
-    """End every stream of a deactivated or deleted user with `error` (`unauthenticated`)."""
+def publish_user_revoked(user_id: int, message: str = "The user was deactivated or deleted. Sign in again.") -> None:
+    """End every stream of a user whose credentials were revoked with `error` (`unauthenticated`)."""
     with transaction.atomic():
-        event = log.append(
-            user_channel(user_id),
-            ERROR,
-            _json({"code": "unauthenticated", "message": "The user was deactivated or deleted. Sign in again."}),
-        )
+        event = log.append(user_channel(user_id), ERROR, _json({"code": "unauthenticated", "message": message}))
     _publish([event])
 
 

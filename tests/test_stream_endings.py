@@ -240,3 +240,33 @@ def test_deactivating_a_user_ends_their_streams_and_refuses_their_tickets(servic
     with httpx.Client(base_url=service.base_url) as anon:
         refused = anon.get(stream(task["id"]) + f"?ticket={ticket['ticket']}")
     assert refused.status_code == 401
+
+
+@pytest.mark.parametrize("revoke", ["logout", "password"])
+def test_signing_out_or_a_password_change_ends_the_users_streams(service, wav, revoke):
+    name = f"dave_{revoke}"
+    service.shell(
+        "from django.contrib.auth import get_user_model\n"
+        f"u = get_user_model().objects.create_user('{name}')\n"
+        f"u.set_password('{PASSWORD}'); u.save()\n"
+    )
+    token = service.token(name)
+    task = service.create_task(token, service.upload(token, wav)["id"])
+    with ThreadPoolExecutor(2) as pool:
+        task_open, task_stream = read_in_background(pool, service, token, stream(task["id"]))
+        user_open, user_stream = read_in_background(pool, service, token, "/api/v1/sse/tasks/progress")
+        assert task_open.wait(30) and user_open.wait(30)
+        if revoke == "logout":
+            with service.client(token) as api:
+                assert api.post("/api/v1/auth/logout/").status_code == 204
+        else:
+            service.shell(
+                "from django.contrib.auth import get_user_model; "
+                f"u = get_user_model().objects.get(username='{name}'); "
+                "u.set_password('another-password-2'); u.save()"
+            )
+        for future in (task_stream, user_stream):
+            status, events = future.result(timeout=60)
+            assert status == 200
+            assert events[-1].event == "error"
+            assert json.loads(events[-1].data)["code"] == "unauthenticated"

@@ -40,6 +40,8 @@ def test_a_foreign_host_gets_400_on_streams_like_on_the_api(service, task_id, wh
     with service.client(token) as client:
         response = client.get(paths(task_id)[which], headers={"Host": "evil.example"})
     assert response.status_code == 400
+    assert response.headers["content-type"] == "application/json"
+    assert response.json()["error"]["code"] == "invalid_host"
 
 
 @pytest.mark.parametrize("which", [0, 1], ids=["stream", "api"])

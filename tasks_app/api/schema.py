@@ -9,7 +9,7 @@ from drf_spectacular.contrib.rest_framework_simplejwt import SimpleJWTScheme
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.plumbing import ResolvedComponent
 from rest_framework.views import APIView
-from rest_framework_simplejwt.authentication import JWTAuthentication
+from .authentication import JWTAuthentication
 
 from ..sse import TOKEN_COOKIE
 from ..progress import TaskProgressSerializer
@@ -61,6 +61,7 @@ SECURITY_SCHEMES: dict[str, tuple[Any, dict[str, Any]]] = {
 class BearerJWTScheme(SimpleJWTScheme):
     """Name simplejwt's bearer scheme `bearerAuth`, the name the SSE docs use too."""
 
+    target_class = "tasks_app.api.authentication.JWTAuthentication"
     name = BEARER
     priority = 1
 

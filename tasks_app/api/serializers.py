@@ -228,3 +228,24 @@ def _option_summary(option: Any) -> str:
     if getattr(option, "choices", None):
         parts.append("one of " + ", ".join(f"`{c}`" for c in option.choices))
     return ", ".join(parts)
+
+
+class StorageUsageSerializer(serializers.Serializer):
+    """A user's stored bytes and storage limits (`null`: no limit)."""
+
+    used_bytes = serializers.IntegerField(help_text="Uploads and task outputs together.")
+    uploads_bytes = serializers.IntegerField()
+    outputs_bytes = serializers.IntegerField()
+    quota_bytes = serializers.IntegerField(allow_null=True, help_text="`STORAGE_QUOTA_MB`; null: none.")
+    available_bytes = serializers.IntegerField(allow_null=True, help_text="Room left under the quota.")
+    task_output_max_bytes = serializers.IntegerField(
+        allow_null=True, help_text="Largest output one task may write (`TASK_OUTPUT_MAX_MB`).")
+
+
+class MeSerializer(serializers.Serializer):
+    """The signed-in user and their storage."""
+
+    id = serializers.IntegerField()
+    username = serializers.CharField()
+    is_staff = serializers.BooleanField()
+    storage = StorageUsageSerializer()

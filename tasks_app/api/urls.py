@@ -5,8 +5,8 @@ from django.urls import path, re_path
 from . import schema  # noqa: F401 - registers the bearerAuth OpenAPI extension
 from .routers import ApiRouter
 from .streams import task_progress_stream, tasks_progress_stream
-from .tokens import TokenObtainPairView, TokenRefreshView, TokenVerifyView
-from .views import AudioFileViewSet, StreamCookieView, StreamTicketView, TaskViewSet
+from .tokens import LogoutView, TokenObtainPairView, TokenRefreshView, TokenVerifyView
+from .views import AudioFileViewSet, MeView, StreamCookieView, StreamTicketView, TaskViewSet
 from ..webhooks.views import TaskDeliveriesView, WebhookEndpointViewSet
 
 router = ApiRouter(trailing_slash=True)
@@ -18,6 +18,8 @@ urlpatterns = [
     path("auth/token/", TokenObtainPairView.as_view(), name="token_obtain_pair"),
     path("auth/token/refresh/", TokenRefreshView.as_view(), name="token_refresh"),
     path("auth/token/verify/", TokenVerifyView.as_view(), name="token_verify"),
+    path("auth/logout/", LogoutView.as_view(), name="logout"),
+    path("auth/me/", MeView.as_view(), name="me"),
     path("auth/stream-cookie/", StreamCookieView.as_view(), name="stream_cookie"),
     path("auth/stream-ticket/", StreamTicketView.as_view(), name="stream_ticket"),
     # The all-tasks stream first: `progress` is not a task id.

@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from django.core.files.storage import default_storage
+from django.core.exceptions import DisallowedHost
 from django.db.models import QuerySet
-from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
-from django.views.defaults import page_not_found
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
+from django.views import defaults
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (OpenApiParameter, OpenApiResponse, extend_schema,
                                    extend_schema_view)
@@ -21,17 +21,18 @@ from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
-from rest_framework_simplejwt.authentication import JWTAuthentication
 
-from .. import selectors, services, tickets
+from .. import quota, selectors, services, tickets
 from ..audio.formats import MEDIA_TYPES
+from ..downloads import StoredFile, file_response
 from ..exceptions import NotFound
 from ..models import AudioFile, Task
 from ..progress import TaskProgressSerializer, task_progress
 from ..sse import TOKEN_COOKIE
+from .authentication import JWTAuthentication
 from .exceptions import error_body
 from .parsers import JSONParser
-from .serializers import (AudioFileSerializer, AudioUploadSerializer, ErrorSerializer,
+from .serializers import (AudioFileSerializer, AudioUploadSerializer, ErrorSerializer, MeSerializer,
                           StreamTicketRequestSerializer, StreamTicketSerializer,
                           TaskCreateSerializer, TaskListQuerySerializer, TaskSerializer,
                           WaveformSerializer)
@@ -43,8 +44,8 @@ ERROR_TEXT = {
     401: "Missing, invalid or expired token.",
     404: "Unknown id, or an object the caller does not own.",
     409: "The object's state does not allow this.",
-    413: "The request body is larger than the upload limit (`too_large`); refused before it "
-         "is read.",
+    413: "The request body is larger than the upload limit (`too_large`), refused before it "
+         "is read; or the file would pass your storage quota (`quota_exceeded`).",
     415: "Unsupported media type.",
 }
 PAGE_NOT_FOUND = OpenApiResponse(ErrorSerializer, description=(
@@ -64,6 +65,18 @@ ARTIFACT_ERRORS = {
         "artifact (`error.message` names what is missing).")),
     409: OpenApiResponse(ErrorSerializer, description=(
         "The task is not completed (`not_ready`); artifacts exist once it is.")),
+    # Every file answers HEAD, one `Range` and conditional requests (tasks_app/downloads.py).
+    206: OpenApiResponse(OpenApiTypes.BINARY, description=(
+        "The one byte range asked for with `Range: bytes=…` (`Content-Range` says which); "
+        "several ranges, or an `If-Range` naming another version, get the whole file.")),
+    304: OpenApiResponse(description=(
+        "Not modified: `If-None-Match` names the file's `ETag`, or `If-Modified-Since` is not "
+        "older than its `Last-Modified`.")),
+    412: OpenApiResponse(ErrorSerializer, description=(
+        "`If-Match` or `If-Unmodified-Since` names another version (`precondition_failed`).")),
+    416: OpenApiResponse(ErrorSerializer, description=(
+        "The `Range` starts past the end of the file (`range_not_satisfiable`; "
+        "`Content-Range: bytes */<size>`).")),
 }
 
 
@@ -76,21 +89,21 @@ class ServeFileNegotiation(DefaultContentNegotiation):
         return renderers[0], renderers[0].media_type
 
 
-# The file actions answer with a FileResponse, which DRF passes through unrendered.
+# The file actions answer with a plain Django response, which DRF passes through unrendered.
 FILE_ACTION = {"detail": True, "methods": ["get"], "serves_file": True,
                "renderer_classes": [JSONRenderer],
                "content_negotiation_class": ServeFileNegotiation}
 
 
-def serve(artifact: selectors.Artifact, *, attachment: bool = False) -> FileResponse:
-    """Stream a stored artifact with its media type and file name."""
+def serve(request: Request, artifact: selectors.Artifact, *, attachment: bool = False) -> HttpResponseBase:
+    """Stream a stored artifact with its media type and file name (ranges, 304, bounded memory)."""
     try:
-        stored = default_storage.open(artifact.name, "rb")
+        stored = StoredFile.stat(artifact.name)
     except FileNotFoundError:
         # The task was deleted since the selector looked: the same 404 as a moment later.
         raise NotFound(f"{artifact.filename} no longer exists.", field="task_id") from None
-    return FileResponse(stored, as_attachment=attachment, filename=artifact.filename,
-                        content_type=artifact.content_type)
+    return file_response(request, stored, filename=artifact.filename, content_type=artifact.content_type,
+                         attachment=attachment)
 
 
 AUDIO_ID = OpenApiParameter("id", OpenApiTypes.INT, OpenApiParameter.PATH,
@@ -243,9 +256,9 @@ class TaskViewSet(viewsets.GenericViewSet):
         parameters=[TASK_ID], responses={200: WaveformSerializer, **errors(401), **ARTIFACT_ERRORS},
     )
     @action(url_path="waveform.json", **FILE_ACTION)
-    def waveform_json(self, request: Request, task_id: str) -> FileResponse:
+    def waveform_json(self, request: Request, task_id: str) -> HttpResponseBase:
         """The waveform JSON document of a completed analyze task."""
-        return serve(selectors.task_artifact(request.user, task_id, "waveform_json"))
+        return serve(request, selectors.task_artifact(request.user, task_id, "waveform_json"))
 
     @extend_schema(
         summary="Waveform of a completed analyze task (PNG image)",
@@ -254,9 +267,9 @@ class TaskViewSet(viewsets.GenericViewSet):
                    **errors(401), **ARTIFACT_ERRORS},
     )
     @action(url_path="waveform.png", **FILE_ACTION)
-    def waveform_png(self, request: Request, task_id: str) -> FileResponse:
+    def waveform_png(self, request: Request, task_id: str) -> HttpResponseBase:
         """The waveform PNG of a completed analyze task."""
-        return serve(selectors.task_artifact(request.user, task_id, "waveform_png"))
+        return serve(request, selectors.task_artifact(request.user, task_id, "waveform_png"))
 
     @extend_schema(
         summary="Download the output file of a completed normalize task",
@@ -271,12 +284,25 @@ class TaskViewSet(viewsets.GenericViewSet):
                    **errors(401), **ARTIFACT_ERRORS},
     )
     @action(url_path="output", **FILE_ACTION)
-    def output(self, request: Request, task_id: str) -> FileResponse:
+    def output(self, request: Request, task_id: str) -> HttpResponseBase:
         """The normalized audio of a completed normalize task, as a download."""
-        return serve(selectors.task_artifact(request.user, task_id, "output"), attachment=True)
+        return serve(request, selectors.task_artifact(request.user, task_id, "output"), attachment=True)
 
     def _out(self, tasks: Any, many: bool = False) -> Any:
         return TaskSerializer(tasks, many=many, context=self.get_serializer_context()).data
+
+
+class MeView(APIView):
+    """Who the caller is, and how much of their storage quota they use."""
+
+    @extend_schema(summary="The signed-in user and their storage usage and quota",
+                   responses={200: MeSerializer, **errors(401)})
+    def get(self, request: Request) -> Response:
+        """The caller's id, name and storage figures."""
+        user = request.user
+        return Response(MeSerializer({"id": user.pk, "username": user.get_username(),
+                                      "is_staff": user.is_staff,
+                                      "storage": quota.storage_usage(user.pk)}).data)
 
 
 class StreamCookieView(APIView):
@@ -337,8 +363,38 @@ class StreamTicketView(APIView):
         return Response(StreamTicketSerializer(ticket).data, status=status.HTTP_201_CREATED)
 
 
+def _api(request: HttpRequest) -> bool:
+    return request.path.startswith("/api/")
+
+
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """400 for requests Django refuses before any view (a foreign `Host`): JSON under /api/."""
+    if not _api(request):
+        return defaults.bad_request(request, exception)
+    if isinstance(exception, DisallowedHost):
+        body = error_body("invalid_host", "The Host header names a host this service does not serve.", "Host")
+    else:
+        body = error_body("bad_request", "The request is malformed.", None)
+    return JsonResponse(body, status=400)
+
+
+def permission_denied(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """403 outside DRF's own handling: JSON under /api/, Django's page elsewhere."""
+    if _api(request):
+        return JsonResponse(error_body("permission_denied", "Permission denied.", None), status=403)
+    return defaults.permission_denied(request, exception)
+
+
 def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
     """404 for unrouted URLs: the JSON error shape under /api/, Django's page elsewhere."""
-    if request.path.startswith("/api/"):
+    if _api(request):
         return JsonResponse(error_body("not_found", "Not found.", None), status=404)
-    return page_not_found(request, exception)
+    return defaults.page_not_found(request, exception)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """500 (a bug, logged by Django): JSON under /api/, Django's page elsewhere."""
+    if _api(request):
+        return JsonResponse(error_body("internal_error", "A server error occurred; it was logged.", None),
+                            status=500)
+    return defaults.server_error(request)

@@ -91,8 +91,11 @@ class Wire:
         self.writable.set()
 
     @classmethod
-    def of(cls, scope: dict) -> Wire | None:
-        """Register on the response behind this scope, when the server allows it."""
+    def of(cls, scope: dict, *, small_buffers: bool = True) -> Wire | None:
+        """Register on the response behind this scope, when the server allows it.
+
+        `small_buffers=False` keeps Twisted's and the kernel's buffer sizes (for downloads).
+        """
         if not internals():
             return None
         request = (getattr(scope.get(SCOPE_KEY), "args", None) or (None,))[0]
@@ -103,6 +106,8 @@ class Wire:
             request.registerProducer(wire, True)
         except (ValueError, RuntimeError, AttributeError):
             return None  # another producer is registered, or the connection is gone
+        if not small_buffers:
+            return wire
         transport = getattr(getattr(request, "channel", None), "transport", None)
         if isinstance(getattr(transport, "bufferSize", None), int):
             # Twisted pauses a producer past 64 KiB buffered; a stream needs far less.

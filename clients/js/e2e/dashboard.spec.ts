@@ -42,6 +42,8 @@ test("drag and drop uploads, and a normalize task offers its output for download
   await page.locator("#drop-zone").dispatchEvent("drop", { dataTransfer: transfer });
   await expect(page.locator("#upload-percent")).toHaveText("Uploaded");
   await expect(page.locator("#audio-select")).toContainText("dropped.wav");
+  // The header shows the storage the upload takes against the quota (STORAGE_QUOTA_MB, 5120 MiB).
+  await expect(page.locator("#storage")).toHaveText(/^\d+(\.\d)? (KB|MB) of 5\.4 GB stored$/);
   await page.getByLabel("Kind").selectOption("normalize");
   await page.getByText("Options", { exact: true }).click();
   await page.locator('#options [name="target_lufs"]').fill("-20");
@@ -172,4 +174,17 @@ test("the service's policy blocks a script injected into the page", async ({ pag
   expect(await page.evaluate(() => (window as unknown as { injected?: boolean }).injected)).toBeUndefined();
   // Seen; the fixture checks that nothing else was blocked.
   await page.evaluate(() => void ((window as unknown as { violations: string[] }).violations = []));
+});
+
+test("signing out revokes the session's refresh token on the server", async ({ page, live, signIn }) => {
+  await signIn("erin");
+  const saved = await page.evaluate(() => JSON.parse(sessionStorage.getItem("audio-tasks.tokens") ?? "{}"));
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await expect(page.getByRole("button", { name: "Sign in" })).toBeVisible();
+  const res = await fetch(`${live.baseUrl}/api/v1/auth/token/refresh/`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ refresh: saved.refresh }),
+  });
+  expect(res.status).toBe(401);
 });

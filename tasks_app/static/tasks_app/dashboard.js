@@ -39,6 +39,7 @@ function startSession(access, refresh) {
   $("app").hidden = false;
   $("who").hidden = false;
   $("who-name").textContent = state.username;
+  loadUsage();
   loadAudio();
   loadTasks();
   openStream();
@@ -84,7 +85,38 @@ $("sign-in-form").addEventListener("submit", async (event) => {
   }
 });
 
-$("sign-out").addEventListener("click", () => signOut());
+// Signing out revokes every refresh token of the user on the server (all their sessions).
+$("sign-out").addEventListener("click", async () => {
+  try {
+    await api("/auth/logout/", { method: "POST" });
+  } catch {
+    // Offline or already expired: the tokens are dropped here all the same.
+  }
+  signOut();
+});
+
+/** Show how much of the storage quota the user's uploads and outputs take. */
+async function loadUsage() {
+  try {
+    const { storage } = await api("/auth/me/");
+    const used = formatBytes(storage.used_bytes);
+    $("storage").textContent = storage.quota_bytes === null ? `${used} stored` : `${used} of ${formatBytes(storage.quota_bytes)} stored`;
+    $("storage").dataset.full = String(storage.available_bytes === 0);
+  } catch {
+    // Shown again after the next upload or finished task.
+  }
+}
+
+function formatBytes(bytes) {
+  const units = ["B", "KB", "MB", "GB", "TB"];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1000 && unit < units.length - 1) {
+    value /= 1000;
+    unit += 1;
+  }
+  return `${unit === 0 ? value : value.toFixed(1)} ${units[unit]}`;
+}
 
 /** fetch() under /api/v1 with a fresh access token; signs out when the session is over. */
 async function api(path, { method = "GET", json, raw = false } = {}) {
@@ -185,7 +217,10 @@ function onProgress(progress) {
   if (restarted) state.loaded.delete(task.id);
   renderTask(entry);
   // The stream carries TaskProgress only; the task JSON has the result and artifact links.
-  if (becameCompleted) refreshTask(task.id);
+  if (becameCompleted) {
+    refreshTask(task.id);
+    loadUsage(); // its output now counts against the quota
+  }
 }
 
 /** Read a task's full JSON and merge it in; a 404 means it is gone. */
@@ -280,6 +315,7 @@ async function act(taskId, action, button) {
     if (action === "delete") {
       await api(`/tasks/${encodeURIComponent(taskId)}/`, { method: "DELETE" });
       removeTask(taskId);
+      loadUsage();
     } else {
       upsertTask(await api(`/tasks/${encodeURIComponent(taskId)}/${action}/`, { method: "POST" }));
     }
@@ -438,6 +474,7 @@ async function upload(file) {
       $("upload-percent").textContent = "Uploaded";
       state.audio.set(audio.id, audio);
       loadAudio(audio.id);
+      loadUsage();
     } else {
       $("upload").hidden = true;
       let message = `the server refused it (HTTP ${xhr.status}).`;

@@ -48,6 +48,8 @@ from django.utils.module_loading import import_string
 from twisted.internet import tcp
 from twisted.web import http
 
+from .wire_gzip import GzipStream
+
 logger = logging.getLogger(__name__)
 
 SCOPE_KEY = "tasks_app.send"
@@ -73,20 +75,22 @@ class Wire:
     part of the response body, as ASGI's `http.response.body` would.
     """
 
-    __slots__ = ("request", "writable")
+    __slots__ = ("request", "writable", "encoder")
 
-    def __init__(self, request: Any) -> None:
+    def __init__(self, request: Any, encoder: GzipStream | None = None) -> None:
         self.request = request
         self.writable = asyncio.Event()
         self.writable.set()
+        # The stream's Content-Encoding, shared with its body: every write goes through it.
+        self.encoder = encoder
 
     @classmethod
-    def of(cls, scope: dict) -> Wire | None:
+    def of(cls, scope: dict, encoder: GzipStream | None = None) -> Wire | None:
         """Register on the response behind this scope, when the server allows it."""
         request = (getattr(scope.get(SCOPE_KEY), "args", None) or (None,))[0]
         if not callable(getattr(request, "registerProducer", None)):
             return None
-        wire = cls(request)
+        wire = cls(request, encoder)
         try:
             request.registerProducer(wire, True)
         except (ValueError, RuntimeError, AttributeError):
@@ -122,6 +126,8 @@ class Wire:
         if not self.ready:
             return False
         request = self.request
+        if self.encoder is not None:
+            data = self.encoder.encode(data)
         try:
             transport = request.channel.transport
             if not (request.startedWriting and _idle_tcp(transport)):

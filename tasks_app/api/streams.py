@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from .. import wire_gzip
 from ..streaming import Wire, sse_stream
 from ..events import COMPLETE, ERROR, LogEvent, events_after
 from ..exceptions import DomainError, InternalError, MethodNotAllowed
@@ -83,6 +84,7 @@ async def _serve(request: HttpRequest, opener: Opener, *, ends_on_complete: bool
         hub.release(channel)
         SSE_STREAM_CONNECTS.labels(status="204").inc()
         return HttpResponse(status=204, headers={"Cache-Control": "no-cache"})
+    encoder = wire_gzip.for_request(request.headers.get("Accept-Encoding"))
     if opening.finished:
         hub.release(channel)
         body = _finished(opening)
@@ -100,9 +102,11 @@ async def _serve(request: HttpRequest, opener: Opener, *, ends_on_complete: bool
         except DomainError as exc:
             hub.release(channel)
             return _error(exc)
-        body = _live(hub, sub, opening.head, Wire.of(request.scope))
+        body = _live(hub, sub, opening.head, Wire.of(request.scope, encoder))
     SSE_STREAM_CONNECTS.labels(status="200").inc()
-    return StreamingHttpResponse(body, content_type="text/event-stream; charset=utf-8", headers=SSE_HEADERS)
+    headers = {**SSE_HEADERS, **encoder.headers} if encoder else {**SSE_HEADERS, "Vary": "Accept-Encoding"}
+    body = encoder.wrap(body) if encoder else body
+    return StreamingHttpResponse(body, content_type="text/event-stream; charset=utf-8", headers=headers)
 
 
 async def _live(hub: Hub, sub: Subscription, head: bytes, wire: Wire | None) -> AsyncIterator[bytes]:

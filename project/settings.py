@@ -83,6 +83,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First, so it sees every response last: no-store on the API, CSP, Retry-After on 429.
     "project.middleware.ResponseHeadersMiddleware",
+    # Gzip for JSON answers (never those carrying tokens or tickets); streams compress themselves.
+    "tasks_app.api.compression.ApiGZipMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "corsheaders.middleware.CorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

@@ -1,6 +1,6 @@
 """What following one live task costs on the wire: the SSE stream against polling, per client-minute.
 
-    .venv/bin/python bench/wire_cost.py [--window 15] [--minutes 30] [--rows idle,sse,sse-gzip,poll-1,poll-2]
+    .venv/bin/python bench/wire_cost.py [--window 20] [--minutes 30] [--rows idle,sse,sse-gzip,poll-1,poll-2]
                                         [--env KEY=VALUE ...]
 
 Starts the service embedded (Daphne and one worker on SQLite, `tests/live_server.py`), uploads a
@@ -296,7 +296,7 @@ async def run(args: argparse.Namespace, service: LiveService, task_id: str, toke
 def main() -> None:
     """Parse the options, run the rows, print the table."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--window", type=float, default=15.0, help="seconds each row follows the task")
+    parser.add_argument("--window", type=float, default=20.0, help="seconds each row follows the task")
     parser.add_argument("--minutes", type=float, default=30.0, help="length of the WAV being normalised")
     parser.add_argument("--rows", type=lambda text: text.split(","), default=list(ROWS))
     parser.add_argument("--env", action="append", default=[], help="KEY=VALUE for the service, e.g. a setting")

@@ -13,9 +13,11 @@ one client per row, one row after the other, each for `--window` seconds:
 - `idle`: no client at all, the server's own CPU while the task runs (subtract it from the rows).
 
 Bytes are counted on the client's socket, both ways: request and response headers, chunk framing,
-keep-alives and gzip framing included. Updates are the progress values a client saw change. Server
-CPU is the Daphne process's user + system time over the window; stored events are the rows the
-task's channel gained in the event log. Every figure is scaled to one minute.
+keep-alives and gzip framing included. A stream pays its request and response headers once per
+connection, so they count once; the rest of its window is scaled to the minute, like every other
+figure. Updates are the progress values a client saw change. Server CPU is the Daphne process's
+user + system time over the window; stored events are the rows the task's channel gained in the
+event log (the worker's writes: each also costs the database a transaction).
 """
 
 from __future__ import annotations
@@ -59,6 +61,8 @@ class Row:
     seconds: float
     requests: int = 0
     bytes: int = 0
+    # Bytes a stream pays once however long it lasts: its request and its response's headers.
+    once: int = 0
     updates: int = 0
     events: int = 0
     cpu: float = 0.0
@@ -69,6 +73,10 @@ class Row:
         """`value` scaled from the window to one minute."""
         return value * 60.0 / self.seconds
 
+    def bytes_per_minute(self) -> float:
+        """Bytes of one minute: what is paid once, then the rest of the window scaled."""
+        return self.once + self.per_minute(self.bytes - self.once)
+
 
 class Wire:
     """One HTTP/1.1 connection that counts every byte it sends and receives."""
@@ -78,6 +86,7 @@ class Wire:
         self.sent = 0
         self.received = 0
         self.buffer = b""
+        self.head_bytes = 0
 
     @classmethod
     async def open(cls, port: int) -> Wire:
@@ -114,7 +123,9 @@ class Wire:
 
     async def head(self) -> tuple[int, dict[str, str]]:
         """Status and headers of the next response."""
-        lines = (await self._until(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+        raw = await self._until(b"\r\n\r\n")
+        self.head_bytes = len(raw) + 4
+        lines = raw.decode("latin-1").split("\r\n")
         headers = {}
         for line in lines[1:]:
             name, _, value = line.partition(":")
@@ -162,6 +173,7 @@ async def follow_stream(port: int, task_id: str, token: str, gzip: bool, seconds
         nonlocal text, seen
         status, response_headers = await wire.head()
         assert status == 200, status
+        row.once = wire.sent + wire.head_bytes
         decode = decoder(response_headers)
         async for part in wire.parts(response_headers):
             text += decode(part)
@@ -278,7 +290,7 @@ def table(rows: list[Row]) -> str:
         cells = [
             # A stream is one request however long it lasts.
             f"{row.requests if row.name.startswith('sse') else row.per_minute(row.requests):.0f}",
-            f"{row.per_minute(row.bytes):,.0f}",
+            f"{row.bytes_per_minute():,.0f}",
             f"{row.per_minute(row.updates):.0f}",
             f"{row.per_minute(row.events):.0f}",
             f"{row.per_minute(row.cpu) * 1000:.0f}",

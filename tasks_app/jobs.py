@@ -62,6 +62,8 @@ class ProgressReporter:
         self.clock = clock or time.monotonic
         self.last_write = 0.0
         self.last_event = -math.inf
+        # A change was seen at a check-in but not written (the event interval was not up).
+        self.held = False
         self.stage = ""
         self.written: tuple[float, str] | None = None
         self.estimator = EtaEstimator(started=self.clock())
@@ -79,7 +81,7 @@ class ProgressReporter:
         self.estimator.update(now, min(fraction, 1.0))
         stage_changed = stage != self.stage
         self.stage = stage
-        if stage_changed or now - self.last_write >= self.interval or self._event_due(now):
+        if stage_changed or now - self.last_write >= self.interval or (self.held and self._event_due(now)):
             self.flush(now, force=stage_changed)
 
     def idle(self) -> None:
@@ -93,6 +95,7 @@ class ProgressReporter:
         self.last_write = now
         if not (self._changed() and (force or self._event_due(now))):
             # Nothing for subscribers; still prove the job is alive and check for cancel.
+            self.held = self._changed()
             ok = services.task_heartbeat(task_id=self.task_id, attempt=self.attempt)
         else:
             state = self._state()
@@ -101,7 +104,7 @@ class ProgressReporter:
                 estimated_time=self.eta(now),
             )
             if ok:
-                self.written, self.last_event = state, now
+                self.written, self.last_event, self.held = state, now, False
         if not ok:
             raise Cancelled("The task is no longer processing.")
 

@@ -45,9 +45,9 @@ def reporter(writes: Recorder) -> jobs.ProgressReporter:
 
 def test_progress_only_updates_go_out_at_most_once_per_interval(writes):
     report = reporter(writes)
-    for step in range(200):  # 10 s of callbacks every 50 ms, progress moving each time
+    for step in range(160):  # 10 s of callbacks every 1/16 s (exact in binary), progress moving each time
         report(step / 1000, "encode")
-        writes.now += 0.05
+        writes.now += 0.0625
     times = [at for at, _, _ in writes.updates]
     assert all(later - earlier >= INTERVAL for earlier, later in zip(times, times[1:]))
     # ...and one each interval, not fewer: the bar keeps moving.
@@ -106,6 +106,14 @@ def test_a_held_check_in_still_notices_cancel(writes):
     writes.now += 0.3
     with pytest.raises(Cancelled):
         report(0.2, "encode")
+
+
+def test_without_coalescing_changes_are_written_at_every_check_in_and_no_more(writes):
+    report = jobs.ProgressReporter("t1", 1, interval=0.25, event_interval=0.0, clock=writes.clock)
+    for step in range(32):  # 2 s of callbacks every 1/16 s
+        report(step / 1000, "encode")
+        writes.now += 0.0625
+    assert len(writes.updates) == 8
 
 
 def test_interval_zero_writes_every_change(writes):

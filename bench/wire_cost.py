@@ -1,6 +1,6 @@
 """What following one live task costs on the wire: the SSE stream against polling, per client-minute.
 
-    .venv/bin/python bench/wire_cost.py [--window 20] [--minutes 30] [--rows idle,sse,sse-gzip,poll-1,poll-2]
+    .venv/bin/python bench/wire_cost.py [--window 20] [--minutes 30] [--rows idle,poll-2,poll-1,sse,sse-gzip]
                                         [--env KEY=VALUE ...]
 
 Starts the service embedded (Daphne and one worker on SQLite, `tests/live_server.py`), uploads a
@@ -11,6 +11,9 @@ one client per row, one row after the other, each for `--window` seconds:
 - `poll-1`, `poll-2`: `GET tasks/{id}/progress/` every 1 s or 2 s on one kept-alive connection,
   sending `Accept-Encoding: gzip` as browsers do;
 - `idle`: no client at all, the server's own CPU while the task runs (subtract it from the rows).
+
+Polling runs before any stream: the first stream starts the server's log poll (one query every
+`SSE_POLL_SECONDS` for all the streams of the process, however many), which the stream rows pay.
 
 Bytes are counted on the client's socket, both ways: request and response headers, chunk framing,
 keep-alives and gzip framing included. A stream pays its request and response headers once per
@@ -43,7 +46,7 @@ if str(ROOT) not in sys.path:
 from tests.live_server import LiveService, start_service, stop_service  # noqa: E402
 
 CLK = os.sysconf("SC_CLK_TCK")
-ROWS = ("idle", "sse", "sse-gzip", "poll-1", "poll-2")
+ROWS = ("idle", "poll-2", "poll-1", "sse", "sse-gzip")
 LABELS = {
     "idle": "no client (server baseline)",
     "sse": "SSE stream, no Accept-Encoding",

@@ -69,9 +69,11 @@ def test_a_held_value_goes_out_when_the_interval_is_up(writes):
     report(0.1, "encode")
     writes.now += 0.3
     report(0.2, "encode")  # held: 0.3 s after the last update
+    writes.now = 100.9
+    report(0.2, "encode")  # a check-in: still held
     assert [p for _, p, _ in writes.updates] == [10.0]
     writes.now = 100.0 + INTERVAL
-    report(0.2, "encode")  # the next callback once the interval is up writes it
+    report(0.2, "encode")  # the first callback once the interval is up writes it, between check-ins
     assert writes.updates[-1] == (100.0 + INTERVAL, 20.0, "encode")
 
 

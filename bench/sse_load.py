@@ -1,7 +1,7 @@
 """Load figures for the live stream, side by side in one run on loopback.
 
     .venv/bin/python bench/sse_load.py [--streams 1000] [--idle 5000] [--idle-big 10000]
-                                       [--targets ours,ours-redis,ours-public,stock,aiohttp] [--quick]
+                                       [--targets ours,ours-redis,ours-public,stock,aiohttp] [--quick] [--gzip]
 
 Targets, each a Daphne (or aiohttp) process on 127.0.0.1 started and stopped here:
 
@@ -38,6 +38,7 @@ import sys
 import tempfile
 import time
 import uuid
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -242,7 +243,10 @@ def drop_target(target: Target) -> None:
 class Stream:
     """One SSE connection that records the arrival time of every sequence number it sees."""
 
-    __slots__ = ("reader", "writer", "seen", "status", "bytes", "task", "paused")
+    __slots__ = ("reader", "writer", "seen", "status", "bytes", "task", "paused", "inflate", "framed")
+
+    # Set by --gzip: every stream asks for gzip, as browsers do, and undoes it as it reads.
+    GZIP = False
 
     def __init__(self) -> None:
         self.seen: list[tuple[int, float]] = []
@@ -250,14 +254,21 @@ class Stream:
         self.bytes = 0
         self.task: asyncio.Task | None = None
         self.paused = False
+        self.inflate = zlib.decompressobj(16 + zlib.MAX_WBITS) if self.GZIP else None
+        self.framed = b""  # chunked body bytes not yet undone (--gzip only)
 
     async def open(self, port: int, path: str, token: str) -> None:
         """Connect, send the request, read the status line and headers."""
         self.reader, self.writer = await asyncio.open_connection("127.0.0.1", port, limit=2**20)
         auth = f"Authorization: Bearer {token}\r\n" if token else ""
-        self.writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Accept: text/event-stream\r\n\r\n".encode())
+        gzip = "Accept-Encoding: gzip\r\n" if self.inflate else ""
+        self.writer.write(
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}{gzip}Accept: text/event-stream\r\n\r\n".encode()
+        )
         head = await self.reader.readuntil(b"\r\n\r\n")
         self.status = int(head.split(b" ", 2)[1])
+        if b"\r\ncontent-encoding: gzip\r\n" not in head.lower():
+            self.inflate = None  # a target that does not compress
 
     async def read(self) -> None:
         """Read until the connection ends, noting each sequence number's arrival."""
@@ -268,8 +279,22 @@ class Stream:
                 return
             now = time.time()
             self.bytes += len(chunk)
+            if self.inflate is not None:
+                chunk = self.unchunk(chunk)
             for match in SEQ.finditer(chunk):
                 seen.append((int(match.group(1)), now))
+
+    def unchunk(self, data: bytes) -> bytes:
+        """The decompressed text of the whole chunks received so far (HTTP/1.1 chunked, gzip)."""
+        self.framed += data
+        out = []
+        while (end := self.framed.find(b"\r\n")) >= 0:
+            size = int(self.framed[:end].split(b";")[0] or b"0", 16)
+            if len(self.framed) < end + 2 + size + 2:
+                break
+            out.append(self.inflate.decompress(self.framed[end + 2 : end + 2 + size]))
+            self.framed = self.framed[end + 2 + size + 2 :]
+        return b"".join(out)
 
     def close(self) -> None:
         """Drop the connection."""
@@ -758,7 +783,9 @@ def main() -> None:
     parser.add_argument("--burst", type=int, default=1000)
     parser.add_argument("--watch", type=float, default=20.0, help="seconds of idle watching")
     parser.add_argument("--quick", action="store_true", help="small sizes, to try the bench")
+    parser.add_argument("--gzip", action="store_true", help="streams send Accept-Encoding: gzip")
     args = parser.parse_args()
+    Stream.GZIP = args.gzip
     if args.quick:
         args.streams, args.idle, args.idle_big, args.seconds, args.burst, args.watch = 200, 500, 0, 4.0, 200, 5.0
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

@@ -83,6 +83,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First, so it sees every response last: no-store on the API, CSP, Retry-After on 429.
     "project.middleware.ResponseHeadersMiddleware",
+    # Gzip for JSON answers (never those carrying tokens or tickets); streams compress themselves.
+    "tasks_app.api.compression.ApiGZipMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "corsheaders.middleware.CorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -263,6 +265,11 @@ CORS_EXPOSE_HEADERS = ["Retry-After"]
 
 # Worker: how often progress is written, and how often a running job checks for cancel.
 TASK_PROGRESS_INTERVAL = float(env("TASK_PROGRESS_INTERVAL", "0.25"))
+# Least time between two visible updates that only move a running task's progress or ETA (each
+# is an event stored and sent to every subscriber); state and stage changes go out at once.
+# One a second: twice what 2 s polling sees, a bar that visibly moves, and a compressed stream
+# well under 5 KB a minute.
+PROGRESS_EVENT_INTERVAL_SECONDS = float(env("PROGRESS_EVENT_INTERVAL_SECONDS", "1.0"))
 # Each job runs in a child process bounded in wall time and in memory (address space beyond the
 # worker's own); past either it is stopped and the task fails with a readable error.
 AUDIO_JOB_TIMEOUT_SECONDS = env_int("AUDIO_JOB_TIMEOUT_SECONDS", 7200)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import shutil
 import tempfile
 import threading
 import time
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Callable, Iterator
 
 from django.conf import settings
 from django.core.files import File
@@ -58,21 +59,34 @@ SKIPPED = "skipped: the task is no longer pending"
 
 
 class ProgressReporter:
-    """Turns the pipeline's progress callbacks into throttled, guarded task updates.
+    """Turns the pipeline's progress callbacks into throttled, coalesced, guarded task updates.
 
-    Writes at most one update per TASK_PROGRESS_INTERVAL (stage changes go at once), and
-    each write doubles as the cancel check: when the task is no longer processing the
-    update is refused and the pipeline is stopped with Cancelled.
+    Checks in at most once per TASK_PROGRESS_INTERVAL, and each check-in doubles as the cancel
+    check: when the task is no longer processing it is refused and the pipeline is stopped with
+    Cancelled. A check-in that only moves the progress (or the ETA) is a heartbeat unless
+    PROGRESS_EVENT_INTERVAL_SECONDS passed since the last visible update: every visible update
+    is an event on two channels, stored and sent to each subscriber, while a heartbeat is one
+    UPDATE that nobody sees. A stage change is written at once; a held value is written as soon
+    as the interval is up, by the next callback or, when the pipeline is quiet, by `idle`.
     """
 
-    def __init__(self, task_id: str, attempt: int, interval: float | None = None) -> None:
+    def __init__(
+        self, task_id: str, attempt: int, interval: float | None = None, *,
+        event_interval: float | None = None, clock: Callable[[], float] | None = None,
+    ) -> None:
         self.task_id = task_id
         self.attempt = attempt
         self.interval = settings.TASK_PROGRESS_INTERVAL if interval is None else interval
+        self.event_interval = (settings.PROGRESS_EVENT_INTERVAL_SECONDS if event_interval is None
+                               else event_interval)
+        self.clock = clock or time.monotonic
         self.last_write = 0.0
+        self.last_event = -math.inf
+        # A change was seen at a check-in but not written (the event interval was not up).
+        self.held = False
         self.stage = ""
         self.written: tuple[float, str] | None = None
-        self.estimator = EtaEstimator(started=time.monotonic())
+        self.estimator = EtaEstimator(started=self.clock())
 
     @property
     def fraction(self) -> float:
@@ -83,29 +97,46 @@ class ProgressReporter:
         """Pipeline callback: record progress and maybe write it."""
         if hand_back_requested.is_set():
             raise HandBack(self.task_id)
-        now = time.monotonic()
+        now = self.clock()
         self.estimator.update(now, min(fraction, 1.0))
         stage_changed = stage != self.stage
         self.stage = stage
-        if stage_changed or now - self.last_write >= self.interval:
-            self.flush(now)
+        if stage_changed or now - self.last_write >= self.interval or (self.held and self._event_due(now)):
+            self.flush(now, force=stage_changed)
 
-    def flush(self, now: float | None = None) -> None:
-        """Write the latest progress (or a heartbeat when unchanged); raise Cancelled if stopped."""
-        now = time.monotonic() if now is None else now
-        state = (round(self.fraction * 100, 2), self.stage)
+    def idle(self) -> None:
+        """The pipeline is quiet: write a held value that is due, else beat the heartbeat."""
+        self.flush(force=False)
+
+    def flush(self, now: float | None = None, *, force: bool = True) -> None:
+        """Write the latest progress (or a heartbeat when unchanged or not yet due); raise
+        Cancelled if stopped. With `force`, a change is written whatever the interval."""
+        now = self.clock() if now is None else now
         self.last_write = now
-        if state == self.written:
+        if not (self._changed() and (force or self._event_due(now))):
             # Nothing for subscribers; still prove the job is alive and check for cancel.
+            self.held = self._changed()
             ok = services.task_heartbeat(task_id=self.task_id, attempt=self.attempt)
         else:
+            state = self._state()
             ok = services.task_report_progress(
                 task_id=self.task_id, attempt=self.attempt, progress=state[0], stage=self.stage,
                 estimated_time=self.eta(now),
             )
+            if ok:
+                self.written, self.last_event, self.held = state, now, False
         if not ok:
             raise Cancelled("The task is no longer processing.")
-        self.written = state
+
+    def _state(self) -> tuple[float, str]:
+        return (round(self.fraction * 100, 2), self.stage)
+
+    def _changed(self) -> bool:
+        return self._state() != self.written
+
+    def _event_due(self, now: float) -> bool:
+        """Whether a changed value may be written now without breaking the event interval."""
+        return now - self.last_event >= self.event_interval and self._changed()
 
     def eta(self, now: float) -> float | None:
         """Seconds left at the measured throughput, or None until it can be trusted."""
@@ -147,12 +178,6 @@ def store_artifacts(task_id: str, attempt: int, folder: str, result: dict) -> No
     result["artifacts"] = stored
 
 
-def keep_alive(task_id: str, attempt: int) -> None:
-    """Heartbeat while an isolated job is quiet (probing, drawing); raise Cancelled if it stopped."""
-    if not services.task_heartbeat(task_id=task_id, attempt=attempt):
-        raise Cancelled("The task is no longer processing.")
-
-
 @task(queue_name="default")
 def run_task(task_id: str) -> str:
     """Process one task from pending to completed, failed or cancelled; return what became of it."""
@@ -180,7 +205,7 @@ def process(task_row: Task) -> str:
             result = run_isolated(
                 lambda progress: processor.run(path, options, progress, folder), reporter,
                 timeout=settings.AUDIO_JOB_TIMEOUT_SECONDS, memory_mb=settings.AUDIO_JOB_MEMORY_MB,
-                idle=lambda: keep_alive(task_id, attempt),
+                idle=reporter.idle,
             )
             reporter(1.0, reporter.stage or "finishing")
             reporter.flush()

@@ -253,10 +253,11 @@ def stop_service(service: LiveService) -> None:
 def live(tmp_path_factory) -> Iterator[LiveService]:
     """A running service (SQLite, no Redis) shared by one test module.
 
-    Progress is written every 50 ms, so even a machine ten times faster than ours reports
-    several intermediate values for the test files.
+    Progress is written (and sent) every 50 ms, so even a machine ten times faster than ours
+    reports several intermediate values for the test files.
     """
     service = start_service(tmp_path_factory.mktemp("live"),
-                            extra_env={"TASK_PROGRESS_INTERVAL": "0.05"})
+                            extra_env={"TASK_PROGRESS_INTERVAL": "0.05",
+                                       "PROGRESS_EVENT_INTERVAL_SECONDS": "0.05"})
     yield service
     stop_service(service)

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from .. import wire_gzip
 from ..exceptions import DomainError, InternalError, MethodNotAllowed
 from ..metrics import SSE_STREAM_CONNECTS
 from ..sse import TOKEN_COOKIE, Credentials, StreamOpening, authenticate_user_stream, open_task_stream, open_user_stream
@@ -21,6 +22,7 @@ from ..streams import seam
 from ..streams.hub import Channel, Hub, get_hub
 from ..streams.pool import run_db
 from ..streams.names import task_channel, user_channel
+from ..streams.outlet import Outlet
 from ..streams.seam import sse_stream
 from .exceptions import error_body
 
@@ -85,9 +87,10 @@ async def _serve(request: HttpRequest, opener: Opener, *, ends_on_complete: bool
         hub.release(channel)
         SSE_STREAM_CONNECTS.labels(status="204").inc()
         return HttpResponse(status=204, headers={"Cache-Control": "no-cache"})
+    encoder = wire_gzip.for_request(request.headers.get("Accept-Encoding"))
     if opening.finished:
         hub.release(channel)
-        outlet = seam.outlet(request.scope)
+        outlet = _outlet(request, encoder)
         last, upto = opening.last_id, opening.current - 1
         body = _written(lambda: hub.replay(outlet, opening.channel, last, upto, opening.head, opening.tail))
     else:
@@ -104,10 +107,20 @@ async def _serve(request: HttpRequest, opener: Opener, *, ends_on_complete: bool
         except DomainError as exc:
             hub.release(channel)
             return _error(exc)
-        outlet = seam.outlet(request.scope)
+        outlet = _outlet(request, encoder)
         body = _written(lambda: hub.serve(sub, outlet, opening.head))
     SSE_STREAM_CONNECTS.labels(status="200").inc()
-    return StreamingHttpResponse(body, content_type="text/event-stream; charset=utf-8", headers=SSE_HEADERS)
+    headers = {**SSE_HEADERS, **encoder.headers} if encoder else {**SSE_HEADERS, "Vary": "Accept-Encoding"}
+    body = encoder.wrap(body) if encoder else body
+    return StreamingHttpResponse(body, content_type="text/event-stream; charset=utf-8", headers=headers)
+
+
+def _outlet(request: HttpRequest, encoder: wire_gzip.GzipStream | None) -> Outlet:
+    """The stream's outlet, every byte through the response's Content-Encoding."""
+    outlet = seam.outlet(request.scope)
+    if encoder is not None:
+        outlet.encoder = encoder.encode
+    return outlet
 
 
 async def _written(run: Callable[[], Awaitable[None]]) -> AsyncIterator[bytes]:

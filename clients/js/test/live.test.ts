@@ -24,7 +24,7 @@ let mediumAudio: number;
  * complete event that reached the client, and can cut one connection after some events.
  */
 function recordingFetch() {
-  const streams: Array<{ url: string; lastEventId: string | null; status?: number }> = [];
+  const streams: Array<{ url: string; lastEventId: string | null; status?: number; encoding?: string | null }> = [];
   const ids: Array<{ stream: number; id: string }> = [];
   let cutAfterEvents: number | null = null;
   const wrapped: typeof fetch = async (input, init) => {
@@ -32,7 +32,11 @@ function recordingFetch() {
     const headers = (init?.headers ?? {}) as Record<string, string>;
     const res = await fetch(input, init);
     if (!url.includes("/sse/")) return res;
-    const stream = streams.push({ url, lastEventId: headers["Last-Event-ID"] ?? null, status: res.status }) - 1;
+    const stream =
+      streams.push({
+        url, lastEventId: headers["Last-Event-ID"] ?? null, status: res.status,
+        encoding: res.headers.get("content-encoding"),
+      }) - 1;
     if (!res.body) return res;
     const limit = cutAfterEvents;
     cutAfterEvents = null;
@@ -111,6 +115,8 @@ describe.skipIf(process.env.SKIP_LIVE === "1")("against the real service", { tim
     const values = got.events.map((e) => e.data.progress);
     expect(values).toEqual([...values].sort((a, b) => a - b));
     expect(rec.streams).toHaveLength(1);
+    // fetch asks for gzip, so the events came compressed (and coalesced, at the service's default).
+    expect(rec.streams[0].encoding).toBe("gzip");
     expect(rec.streams[0].url).not.toContain(alice.access);
     expect(sub.lastEventId).toMatch(new RegExp(`^task-${task.id}:\\d+$`));
     expect(got.errors).toEqual([]);

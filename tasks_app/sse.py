@@ -75,7 +75,9 @@ def publish_task_deleted(task_id: str, owner_id: int) -> None:
 def publish_user_revoked(user_id: int, message: str = "The user was deactivated or deleted. Sign in again.") -> None:
     """End every stream of a user whose credentials were revoked with `error` (`unauthenticated`)."""
     with transaction.atomic():
-        event = log.append(user_channel(user_id), ERROR, _json({"code": "unauthenticated", "message": message}))
+        # `at` lets every hub tell streams opened before the revocation from those opened after it.
+        payload = {"code": "unauthenticated", "message": message, "at": round(time.time(), 3)}
+        event = log.append(user_channel(user_id), ERROR, _json(payload))
     _publish([event])
 
 

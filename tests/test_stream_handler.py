@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import re
+import time
 from functools import partial
 from typing import Any
 
@@ -20,8 +22,8 @@ from twisted.internet.testing import StringTransport
 from twisted.web.http import HTTPChannel, Request
 
 from tasks_app.streams import hub as hub_module
-from tasks_app.streams.hub import BATCH, Channel, Hub, Subscription
-from tasks_app.streams.log import COMPLETE, PROGRESS, LogEvent
+from tasks_app.streams.hub import BATCH, REVOKED, Channel, Hub, Subscription
+from tasks_app.streams.log import COMPLETE, ERROR, PROGRESS, LogEvent
 from tasks_app.streams.outlet import Outlet
 from tasks_app.streams.seam import SCOPE_KEY, StreamingASGIHandler, Wire
 
@@ -200,5 +202,38 @@ def test_the_hub_wakes_a_stream_whose_client_fills_up_or_whose_task_ends():
         assert written_ids(wire) == [1, 2, 3]
         assert sub.ended and sub.wake.is_set()
         hub.unsubscribe(sub)
+
+    asyncio.run(scenario())
+
+
+def test_a_revocation_ends_only_the_streams_that_opened_before_it():
+    """The log poll hands over recent rows again after a quiet spell: an old revocation (a
+    sign-out before this sign-in) must not end a stream opened after it, and must not refuse
+    one still opening."""
+
+    def open_stream(hub: Hub, name: str, seconds_ago: float) -> Subscription:
+        channel = hub.channels[name] = Channel(name)
+        channel.holders = 1
+        return hub.subscribe(
+            channel,
+            user_id=1,
+            last_id=0,
+            current=0,
+            expires_at=None,
+            ends_on_complete=True,
+            opened_at=time.monotonic() - seconds_ago,
+        )
+
+    async def scenario() -> None:
+        hub = Hub()
+        older, newer = open_stream(hub, "task-a", 60), open_stream(hub, "task-b", 0)
+        payload = {"code": "unauthenticated", "message": "Signed out.", "at": time.time() - 30}
+        hub.dispatch([LogEvent("user-1", 1, ERROR, json.dumps(payload))])
+        assert older.final == REVOKED
+        assert newer.final is None
+        assert open_stream(hub, "task-c", 0).final is None
+        # A revocation that does not say when it happened ends every stream of the user.
+        hub.dispatch([LogEvent("user-1", 2, ERROR, json.dumps({"code": "unauthenticated"}))])
+        assert newer.final == REVOKED
 
     asyncio.run(scenario())

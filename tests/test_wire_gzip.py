@@ -9,8 +9,8 @@ import zlib
 
 import pytest
 
-from tasks_app.events import frame
-from tasks_app.fanout import KEEPALIVE
+from tasks_app.streams.hub import KEEPALIVE
+from tasks_app.streams.log import frame
 from tasks_app.wire_gzip import GzipStream, accepts_gzip, for_request
 
 

@@ -87,11 +87,17 @@ class Subscription:
         "keepalive",
         "last_write",
         "outlet",
+        "opened_wall",
     )
 
-    def __init__(self, channel: Channel, user_id: int, last_id: int, ends_on_complete: bool) -> None:
+    def __init__(
+        self, channel: Channel, user_id: int, last_id: int, ends_on_complete: bool, opened_wall: float = 0.0
+    ) -> None:
         self.channel = channel
         self.user_id = user_id
+        # Wall-clock time (Unix seconds) when the stream began reading who its user is: a
+        # revocation committed before then was already seen by that read.
+        self.opened_wall = opened_wall
         # The id of the last event handed whole to the client's connection.
         self.last_id = last_id
         self.ends_on_complete = ends_on_complete
@@ -106,6 +112,15 @@ class Subscription:
         # Set while the stream is caught up and waiting: the hub may write to its client
         # directly (see `Hub.push`) until it wakes the stream.
         self.outlet: Outlet | None = None
+
+
+def revoked_at(event: LogEvent) -> float:
+    """When a user's revocation was committed (Unix seconds); now for an event that does not say."""
+    try:
+        at = json.loads(event.data).get("at")
+    except (ValueError, AttributeError):
+        at = None
+    return float(at) if isinstance(at, (int, float)) else time.time()
 
 
 class Batch(NamedTuple):
@@ -211,16 +226,17 @@ class Hub:
             raise TooManyStreams(f"At most {settings.SSE_MAX_STREAMS_PER_USER} open streams per user.")
         if channel.last is None or channel.last < current and not channel.ring:
             channel.last = current
-        sub = Subscription(channel, user_id, last_id, ends_on_complete)
+        opened_wall = time.time() - (time.monotonic() - opened_at)
+        sub = Subscription(channel, user_id, last_id, ends_on_complete, opened_wall)
         streams.add(sub)
         channel.subs.add(sub)
         self.open_streams += 1
         if expires_at is not None:
             heapq.heappush(self.expiries, (expires_at, next(self.counter), sub))
         revoked_at = self.revoked.get(user_id)
-        if revoked_at is not None and revoked_at > opened_at:
+        if revoked_at is not None and revoked_at > opened_wall:
             # Revoked while this stream was opening (`opened_at`: before it read the user).
-            # A revocation seen earlier was committed before that read, which then decided.
+            # A revocation committed earlier was seen by that read, which then decided.
             sub.final = REVOKED
         return sub
 
@@ -430,9 +446,12 @@ class Hub:
         user_id = user_of(event.channel)
         if user_id is None:
             return
-        self.revoked[user_id] = time.monotonic()
+        # When it was committed: the log poll hands over recent rows again after a quiet spell,
+        # and an old revocation (a sign-out before this sign-in) must not end newer streams.
+        at = revoked_at(event)
+        self.revoked[user_id] = max(self.revoked.get(user_id, 0.0), at)
         for sub in self.by_user.get(user_id, ()):
-            if sub.channel.name != event.channel:
+            if sub.channel.name != event.channel and sub.opened_wall < at:
                 sub.final = REVOKED
                 sub.wake.set()
 
@@ -529,7 +548,7 @@ class Hub:
                 else:
                     sub.keepalive = True
                 sub.wake.set()
-        cutoff = now - REVOKED_SECONDS
+        cutoff = time.time() - REVOKED_SECONDS
         for user_id in [u for u, at in self.revoked.items() if at < cutoff]:
             del self.revoked[user_id]
 

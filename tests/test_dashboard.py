@@ -17,6 +17,7 @@ STATIC = [
     "tasks_app/dashboard.css",
     "tasks_app/audio-tasks-client.js",
     "tasks_app/favicon.svg",
+    "tasks_app/webhook-deliveries.js",
 ]
 
 
@@ -73,7 +74,10 @@ def test_root_serves_the_dashboard_without_login(client):
 def test_dashboard_has_no_inline_script_or_style(client):
     page = parse(client.get("/").content.decode())
     executable = [s for s in page.scripts if s.get("type") != "application/json"]
-    assert executable == [{"type": "module", "src": "/static/tasks_app/dashboard.js"}]
+    assert executable == [
+        {"type": "module", "src": "/static/tasks_app/dashboard.js"},
+        {"type": "module", "src": "/static/tasks_app/webhook-deliveries.js"},
+    ]
     assert page.stylesheets == ["/static/tasks_app/dashboard.css"]
     assert page.inline == []
 

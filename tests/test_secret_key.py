@@ -11,10 +11,13 @@ import time
 import uuid
 import warnings
 from pathlib import Path
+from typing import Any
 
 import jwt
 import pytest
 from django.conf import settings
+from rest_framework_simplejwt.settings import api_settings
+from rest_framework_simplejwt.utils import get_md5_hash_password
 
 ROOT = Path(__file__).resolve().parent.parent
 # Every quoted string without spaces that could serve as a signing key.
@@ -70,10 +73,18 @@ def project_files() -> list[Path]:
     return [p for p in ROOT.rglob("*") if p.is_file() and not generated & set(p.relative_to(ROOT).parts)]
 
 
-def forged_access_token(user_id: int, key: str) -> str:
-    """A simplejwt-shaped access token for `user_id`, signed with `key`."""
+def forged_access_token(user: Any, key: str) -> str:
+    """A simplejwt-shaped access token for `user`, signed with `key` (with the password-hash claim
+    that lets a password change revoke tokens)."""
     now = int(time.time())
-    claims = {"token_type": "access", "exp": now + 600, "iat": now, "jti": uuid.uuid4().hex, "user_id": str(user_id)}
+    claims = {
+        "token_type": "access",
+        "exp": now + 600,
+        "iat": now,
+        "jti": uuid.uuid4().hex,
+        "user_id": str(user.pk),
+        api_settings.REVOKE_TOKEN_CLAIM: get_md5_hash_password(user.password),
+    }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # PyJWT warns about short HMAC keys
         return jwt.encode(claims, key, algorithm="HS256")
@@ -108,12 +119,12 @@ def test_tokens_signed_with_any_key_string_in_the_repository_get_401(api_client,
     assert "dev-only-insecure-secret-key-change-me-in-production-0123456789" in candidates
     assert settings.SECRET_KEY not in candidates
     # The forged shape is right: signed with the real key it is accepted.
-    genuine = forged_access_token(user.pk, settings.SECRET_KEY)
+    genuine = forged_access_token(user, settings.SECRET_KEY)
     api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {genuine}")
     assert api_client.get("/api/v1/tasks/").status_code == 200
     accepted = []
     for key in sorted(candidates):
-        api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {forged_access_token(user.pk, key)}")
+        api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {forged_access_token(user, key)}")
         if api_client.get("/api/v1/tasks/").status_code != 401:
             accepted.append(key)
     assert accepted == []

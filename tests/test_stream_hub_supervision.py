@@ -60,8 +60,14 @@ def running_hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Hub, asyncio.
 
     asyncio.run_coroutine_threadsafe(start(), loop).result(10)
     yield hub, loop
-    for state in hub.loops.values():
-        loop.call_soon_threadsafe(state.task.cancel)
+
+    async def stop() -> None:
+        tasks = [state.task for state in hub.loops.values()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    asyncio.run_coroutine_threadsafe(stop(), loop).result(10)
     loop.call_soon_threadsafe(loop.stop)
     thread.join(10)
     loop.close()

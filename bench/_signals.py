@@ -88,15 +88,24 @@ def _score(seconds: float, rate: int, seed: int) -> list[Note]:
         start = int((beat * BEAT_SECONDS + rng.uniform(0, 0.01)) * rate)
         for i, semitone in enumerate(chord):
             pan = 0.5 + 0.35 * (i - 1)
-            notes.append(Note(start, int(rng.uniform(0.9, 1.6) * rate), 220 * 2 ** (semitone / 12),
-                              rng.uniform(0.10, 0.16), math.cos(pan * math.pi / 2), math.sin(pan * math.pi / 2)))
+            notes.append(
+                Note(
+                    start,
+                    int(rng.uniform(0.9, 1.6) * rate),
+                    220 * 2 ** (semitone / 12),
+                    rng.uniform(0.10, 0.16),
+                    math.cos(pan * math.pi / 2),
+                    math.sin(pan * math.pi / 2),
+                )
+            )
         notes.append(Note(start, int(0.9 * rate), 55 * 2 ** (chord[0] / 12), 0.3, 0.7, 0.7))
         for step in range(4):
             if rng.random() < 0.7:
                 semitone = chord[int(rng.integers(3))] + 12 * int(rng.integers(1, 3))
                 at = start + int(step * BEAT_SECONDS / 2 * rate)
-                notes.append(Note(at, int(0.22 * rate), 220 * 2 ** (semitone / 12), rng.uniform(0.05, 0.12),
-                                  0.55, 0.83))
+                notes.append(
+                    Note(at, int(0.22 * rate), 220 * 2 ** (semitone / 12), rng.uniform(0.05, 0.12), 0.55, 0.83)
+                )
     notes.sort(key=lambda note: note.start)
     return notes
 
@@ -173,8 +182,10 @@ def music(seconds: float, rate: int = 44100, channels: int = 2, seed: int = 1) -
         position = np.arange(s0, s1) / section_samples
         index = np.floor(position).astype(np.intp)
         fade = np.clip((position - index) * 24, 0.0, 1.0)
-        gains = section_gains[(index - 1) % section_gains.size] * (1 - fade) + section_gains[
-            index % section_gains.size] * fade
+        gains = (
+            section_gains[(index - 1) % section_gains.size] * (1 - fade)
+            + section_gains[index % section_gains.size] * fade
+        )
         out *= gains.astype(np.float32)
         out = lowpass.process(out * np.float32(MIX_GAIN))
         if channels == 1:
@@ -183,8 +194,9 @@ def music(seconds: float, rate: int = 44100, channels: int = 2, seed: int = 1) -
             yield out if channels == 2 else np.repeat(out, channels // 2 + 1, axis=0)[:channels]
 
 
-def write_chunks(path: str, chunks: Iterator[np.ndarray], rate: int, channels: int, fmt: str,
-                 bit_rate_kbps: int | None = None) -> None:
+def write_chunks(
+    path: str, chunks: Iterator[np.ndarray], rate: int, channels: int, fmt: str, bit_rate_kbps: int | None = None
+) -> None:
     """Encode generated chunks to `path` with the pipeline's own writer."""
     with AudioWriter(path, fmt, rate, channels, bit_rate_kbps) as writer:
         for chunk in chunks:

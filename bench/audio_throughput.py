@@ -37,7 +37,10 @@ ANALYZE_GOAL = 1.0
 NORMALIZE_GOAL = 1.5
 TARGET_LUFS, CEILING_DBTP, BIT_RATE_KBPS, LOUDNORM_LRA = -16.0, -1.0, 192, 11.0
 NORMALIZE_OPTIONS = {
-    "target_lufs": TARGET_LUFS, "true_peak_ceiling": CEILING_DBTP, "output_format": "mp3", "bit_rate": BIT_RATE_KBPS,
+    "target_lufs": TARGET_LUFS,
+    "true_peak_ceiling": CEILING_DBTP,
+    "output_format": "mp3",
+    "bit_rate": BIT_RATE_KBPS,
 }
 # ffmpeg's peak memory is sampled this often while it runs (ours is read exactly at the end).
 RSS_POLL_SECONDS = 0.02
@@ -133,8 +136,19 @@ def ffmpeg_two_pass(path: Path, output: Path) -> tuple[Run, Run, dict[str, str]]
         f":offset={measured['target_offset']}:linear=true:print_format=json"
     )
     # loudnorm works at 192 kHz and MP3 cannot hold that: resample back to the input's rate.
-    second = ffmpeg("-i", str(path), "-af", second_spec, "-ar", str(RATE), "-c:a", "libmp3lame",
-                    "-b:a", f"{BIT_RATE_KBPS}k", str(output))
+    second = ffmpeg(
+        "-i",
+        str(path),
+        "-af",
+        second_spec,
+        "-ar",
+        str(RATE),
+        "-c:a",
+        "libmp3lame",
+        "-b:a",
+        f"{BIT_RATE_KBPS}k",
+        str(output),
+    )
     return first, second, loudnorm_json(second.stderr)
 
 
@@ -215,8 +229,10 @@ def run_benchmark(work: Path, args: argparse.Namespace) -> None:
     wav = work / "music.wav"
     started = time.perf_counter()
     write_chunks(str(wav), music(seconds, RATE), RATE, 2, "wav")
-    print(f"Generated {args.minutes:g} min of 44.1 kHz stereo music-like audio ({wav.stat().st_size / 1e6:.0f} MB WAV)"
-          f" in {time.perf_counter() - started:.1f} s; ffmpeg: {ffmpeg_version()}, {os.cpu_count()} CPUs")
+    print(
+        f"Generated {args.minutes:g} min of 44.1 kHz stereo music-like audio ({wav.stat().st_size / 1e6:.0f} MB WAV)"
+        f" in {time.perf_counter() - started:.1f} s; ffmpeg: {ffmpeg_version()}, {os.cpu_count()} CPUs"
+    )
     inputs = [("WAV", wav)]
     if args.mp3_input:
         mp3 = work / "music.mp3"
@@ -228,13 +244,34 @@ def run_benchmark(work: Path, args: argparse.Namespace) -> None:
         our_run, result = ours("analyze", path, work)
         ref_run, reference = ebur128(path)
         loud = result["loudness"]
-        rows.append([f"analyze ({label})", f"{our_run.seconds:.2f}", f"{seconds / our_run.seconds:.0f}x",
-                     f"{our_run.rss_mb:.0f}", f"I {loud['integrated_lufs']:.1f} / TP {loud['true_peak_dbtp']:.1f}"])
-        rows.append([f"ffmpeg ebur128 ({label})", f"{ref_run.wall:.2f}", f"{seconds / ref_run.wall:.0f}x",
-                     f"{ref_run.rss_mb:.0f}", f"I {reference['i']:.1f} / TP {reference['tp']:.1f}"])
+        rows.append(
+            [
+                f"analyze ({label})",
+                f"{our_run.seconds:.2f}",
+                f"{seconds / our_run.seconds:.0f}x",
+                f"{our_run.rss_mb:.0f}",
+                f"I {loud['integrated_lufs']:.1f} / TP {loud['true_peak_dbtp']:.1f}",
+            ]
+        )
+        rows.append(
+            [
+                f"ffmpeg ebur128 ({label})",
+                f"{ref_run.wall:.2f}",
+                f"{seconds / ref_run.wall:.0f}x",
+                f"{ref_run.rss_mb:.0f}",
+                f"I {reference['i']:.1f} / TP {reference['tp']:.1f}",
+            ]
+        )
         speed = ref_run.wall / our_run.seconds
-        rows.append([f"  speed ours/ffmpeg ({label})", f"{speed:.2f}x", f"goal >= {ANALYZE_GOAL:g}x",
-                     "", "MET" if speed >= ANALYZE_GOAL else "MISSED"])
+        rows.append(
+            [
+                f"  speed ours/ffmpeg ({label})",
+                f"{speed:.2f}x",
+                f"goal >= {ANALYZE_GOAL:g}x",
+                "",
+                "MET" if speed >= ANALYZE_GOAL else "MISSED",
+            ]
+        )
 
     our_norm, norm = ours("normalize", wav, work)
     first, second, loudnorm = ffmpeg_two_pass(wav, work / "ffmpeg.mp3")
@@ -242,21 +279,42 @@ def run_benchmark(work: Path, args: argparse.Namespace) -> None:
     _, ours_out = ebur128(work / norm["artifacts"]["output"])
     _, ffmpeg_out = ebur128(work / "ffmpeg.mp3")
     ratio = our_norm.seconds / ffmpeg_total
-    rows.append([f"normalize -> mp3 ({norm['attempts']} apply pass(es))", f"{our_norm.seconds:.2f}",
-                 f"{seconds / our_norm.seconds:.0f}x", f"{our_norm.rss_mb:.0f}",
-                 f"out I {ours_out['i']:.1f} / TP {ours_out['tp']:.1f}"])
-    rows.append(["ffmpeg loudnorm pass 1", f"{first.wall:.2f}", f"{seconds / first.wall:.0f}x",
-                 f"{first.rss_mb:.0f}", ""])
-    rows.append([f"ffmpeg loudnorm pass 2 ({loudnorm['normalization_type']}) -> mp3", f"{second.wall:.2f}",
-                 f"{seconds / second.wall:.0f}x", f"{second.rss_mb:.0f}",
-                 f"out I {ffmpeg_out['i']:.1f} / TP {ffmpeg_out['tp']:.1f}"])
+    rows.append(
+        [
+            f"normalize -> mp3 ({norm['attempts']} apply pass(es))",
+            f"{our_norm.seconds:.2f}",
+            f"{seconds / our_norm.seconds:.0f}x",
+            f"{our_norm.rss_mb:.0f}",
+            f"out I {ours_out['i']:.1f} / TP {ours_out['tp']:.1f}",
+        ]
+    )
+    rows.append(
+        ["ffmpeg loudnorm pass 1", f"{first.wall:.2f}", f"{seconds / first.wall:.0f}x", f"{first.rss_mb:.0f}", ""]
+    )
+    rows.append(
+        [
+            f"ffmpeg loudnorm pass 2 ({loudnorm['normalization_type']}) -> mp3",
+            f"{second.wall:.2f}",
+            f"{seconds / second.wall:.0f}x",
+            f"{second.rss_mb:.0f}",
+            f"out I {ffmpeg_out['i']:.1f} / TP {ffmpeg_out['tp']:.1f}",
+        ]
+    )
     rows.append(["ffmpeg two-pass total", f"{ffmpeg_total:.2f}", f"{seconds / ffmpeg_total:.0f}x", "", ""])
-    rows.append(["  time ours/ffmpeg (normalize)", f"{ratio:.2f}x", f"goal <= {NORMALIZE_GOAL:g}x", "",
-                 "MET" if ratio <= NORMALIZE_GOAL else "MISSED"])
+    rows.append(
+        [
+            "  time ours/ffmpeg (normalize)",
+            f"{ratio:.2f}x",
+            f"goal <= {NORMALIZE_GOAL:g}x",
+            "",
+            "MET" if ratio <= NORMALIZE_GOAL else "MISSED",
+        ]
+    )
     print_table(
         f"{args.minutes:g} min, target {TARGET_LUFS:g} LUFS / {CEILING_DBTP:g} dBTP / {BIT_RATE_KBPS}k MP3 "
         "(out I / TP measured by ffmpeg ebur128)",
-        ["step", "seconds", "x real time", "peak RSS MB", "result"], rows,
+        ["step", "seconds", "x real time", "peak RSS MB", "result"],
+        rows,
     )
     print("Ours: time inside the processor's run(); each run also pays ~0.5 s of interpreter start-up.")
 
@@ -268,8 +326,18 @@ def profile_normalize(work: Path, minutes: float) -> None:
     """cProfile top 10 (all threads, by own time) of our normalize on an excerpt of the material."""
     excerpt = work / "excerpt.wav"
     write_chunks(str(excerpt), music(minutes * 60, RATE), RATE, 2, "wav")
-    run = measure_process([sys.executable, __file__, "--child", "normalize", str(excerpt), str(work),
-                           json.dumps(NORMALIZE_OPTIONS), "--child-profile"])
+    run = measure_process(
+        [
+            sys.executable,
+            __file__,
+            "--child",
+            "normalize",
+            str(excerpt),
+            str(work),
+            json.dumps(NORMALIZE_OPTIONS),
+            "--child-profile",
+        ]
+    )
     print(f"\ncProfile of normalize on {minutes:g} min (all threads; helper threads overlap the main one):")
     lines = run.stderr.strip().splitlines()
     start = next((i for i, line in enumerate(lines) if "ncalls" in line), 0)

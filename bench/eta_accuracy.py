@@ -75,14 +75,18 @@ def report(title: str, calls: list[tuple[float, float]], end: float) -> None:
         fraction, elapsed, estimate, actual = row
         err = error(estimate, actual)
         shown = "-" if estimate is None else f"{estimate:.1f}"
-        print(f"{point:>9.0%}  {elapsed:>9.1f}  {shown:>7}  {actual:>8.1f}  "
-              f"{'-' if err is None else f'{err:.0%}':>7}   (reported {fraction:.1%})")
+        print(
+            f"{point:>9.0%}  {elapsed:>9.1f}  {shown:>7}  {actual:>8.1f}  "
+            f"{'-' if err is None else f'{err:.0%}':>7}   (reported {fraction:.1%})"
+        )
     past = [(error(e, a), f, a) for f, _, e, a in rows if f >= 0.10 and a >= MIN_REMAINING_SECONDS]
     known = [item for item in past if item[0] is not None]
     if known:
         worst, at, remaining = max(known)
-        print(f"max error past 10 % (while >= {MIN_REMAINING_SECONDS:g} s remained): {worst:.0%} "
-              f"at {at:.1%} with {remaining:.1f} s left")
+        print(
+            f"max error past 10 % (while >= {MIN_REMAINING_SECONDS:g} s remained): {worst:.0%} "
+            f"at {at:.1%} with {remaining:.1f} s left"
+        )
     silent = sum(1 for item in past if item[0] is None)
     if silent:
         print(f"no estimate at {silent} callbacks past 10 %")
@@ -106,8 +110,12 @@ def main() -> None:
         for target in (float(t) for t in args.targets.split(",")):
             options = {"target_lufs": target, "true_peak_ceiling": -1.0, "output_format": "mp3", "bit_rate": 192}
             calls, end, result = record("normalize", stereo, options, work)
-            report(f"normalize to {target:g} LUFS / -1 dBTP, 192k MP3, {args.minutes:g} min 44.1 kHz stereo WAV "
-                   f"({result['attempts']} apply pass(es))", calls, end)
+            report(
+                f"normalize to {target:g} LUFS / -1 dBTP, 192k MP3, {args.minutes:g} min 44.1 kHz stereo WAV "
+                f"({result['attempts']} apply pass(es))",
+                calls,
+                end,
+            )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -67,7 +67,7 @@ async def hold_stream(port: int, path: str, token: str, until: float) -> str:
             try:
                 if not await asyncio.wait_for(reader.read(65536), max(0.01, until - time.monotonic())):
                     return "ended"
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 break
     except ConnectionError:
         return "reset"

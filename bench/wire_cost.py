@@ -194,7 +194,7 @@ async def follow_stream(port: int, task_id: str, token: str, gzip: bool, seconds
 
     try:
         await asyncio.wait_for(read(), seconds)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         pass
     row.bytes = wire.sent + wire.received
     wire.close()

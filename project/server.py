@@ -35,9 +35,8 @@ from daphne.server import Server
 from django.conf import settings
 from twisted.web import http
 
-from tasks_app.streams import seam
-
 from project.access_log import redact_details
+from tasks_app.streams import seam
 
 # Size of the body messages the application receives, and how much of a body stays in memory
 # before the spool moves to disk.
@@ -199,13 +198,13 @@ class BoundedWebRequest(WebRequest):
         self.body_received = 0
         self.refused = False
 
-    def gotLength(self, length: int | None) -> None:
+    def gotLength(self, length: int | None) -> None:  # noqa: N802 - Twisted's interface
         """Refuse at once when the declared `Content-Length` is over the limit."""
         super().gotLength(length)
         if length is not None and length > self.body_limit:
             self.refuse()
 
-    def handleContentChunk(self, data: bytes) -> None:
+    def handleContentChunk(self, data: bytes) -> None:  # noqa: N802 - Twisted's interface
         """Store a body chunk (on disk past 100 kB); refuse once the total passes the limit."""
         if self.refused:
             return
@@ -215,7 +214,7 @@ class BoundedWebRequest(WebRequest):
             return
         super().handleContentChunk(data)
 
-    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:  # noqa: N802 - Twisted's interface
         """Hand the request to the application, unless it was refused already."""
         if self.refused:
             return
@@ -243,7 +242,7 @@ class BoundedHTTPFactory(HTTPFactory):
 
     protocol = seam.channel_protocol(BoundedHTTPChannel)
 
-    def buildProtocol(self, addr: Any) -> Any:
+    def buildProtocol(self, addr: Any) -> Any:  # noqa: N802 - Twisted's interface
         """A Daphne HTTP connection whose requests are BoundedWebRequest."""
         protocol = super().buildProtocol(addr)
         protocol.requestFactory = BoundedWebRequest

@@ -26,11 +26,9 @@ def demo_password() -> str:
 def ensure_demo_user(*, password: str | None = None) -> tuple[Any, bool]:
     """Make sure the `demo` superuser exists with the demo password; return (user, created)."""
     password = password or demo_password()
-    User = get_user_model()
+    User = get_user_model()  # noqa: N806 - Django's name for the user model
     with transaction.atomic():
-        user, created = User.objects.get_or_create(
-            username=DEMO_USERNAME, defaults={"email": "demo@example.com"}
-        )
+        user, created = User.objects.get_or_create(username=DEMO_USERNAME, defaults={"email": "demo@example.com"})
         # Idempotent: re-running brings the account back to a usable state with the
         # configured password, so the printed credentials are always the working ones.
         changed = created or not (user.is_staff and user.is_superuser and user.is_active)
@@ -48,7 +46,7 @@ def user_by_name(username: str, *, create: bool = False) -> Any:
 
     The demo user is created through ensure_demo_user so it can also log in to the admin.
     """
-    User = get_user_model()
+    User = get_user_model()  # noqa: N806 - Django's name for the user model
     user = User.objects.filter(username=username).first()
     if user is not None:
         return user

@@ -23,13 +23,31 @@ from .webhooks import admin as webhooks_admin  # noqa: F401 - registers the webh
 class AudioFileAdmin(admin.ModelAdmin):
     """Uploaded audio files: browse, search and delete (through the service)."""
 
-    list_display = ["id", "original_name", "owner", "format", "duration", "sample_rate",
-                    "channels", "size", "created_at"]
+    list_display = [
+        "id",
+        "original_name",
+        "owner",
+        "format",
+        "duration",
+        "sample_rate",
+        "channels",
+        "size",
+        "created_at",
+    ]
     list_filter = ["format", "created_at"]
     search_fields = ["=id", "original_name", "owner__username"]
     list_select_related = ["owner"]
-    readonly_fields = ["file", "size", "format", "codec", "duration", "sample_rate",
-                       "channels", "bit_rate", "created_at"]
+    readonly_fields = [
+        "file",
+        "size",
+        "format",
+        "codec",
+        "duration",
+        "sample_rate",
+        "channels",
+        "bit_rate",
+        "created_at",
+    ]
     date_hierarchy = "created_at"
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -39,8 +57,7 @@ class AudioFileAdmin(admin.ModelAdmin):
     def get_deleted_objects(self, objs: Any, request: HttpRequest) -> tuple:
         """Only unfinished tasks protect a file; the service deletes finished ones with it."""
         deleted, counts, perms_needed, _protected = super().get_deleted_objects(objs, request)
-        busy = Task.objects.filter(audio_file__in=[obj.pk for obj in objs]).exclude(
-            state__in=Task.TERMINAL)
+        busy = Task.objects.filter(audio_file__in=[obj.pk for obj in objs]).exclude(state__in=Task.TERMINAL)
         return deleted, counts, perms_needed, [f"Task {t.pk} ({t.state})" for t in busy]
 
     def delete_model(self, request: HttpRequest, obj: AudioFile) -> None:
@@ -57,23 +74,59 @@ class AudioFileAdmin(admin.ModelAdmin):
 class TaskAdmin(admin.ModelAdmin):
     """Processing tasks: watch progress, cancel or retry; state changes only via services."""
 
-    list_display = ["id", "kind", "state", "progress_bar", "stage", "eta", "owner", "attempts",
-                    "created_at"]
+    list_display = ["id", "kind", "state", "progress_bar", "stage", "eta", "owner", "attempts", "created_at"]
     list_filter = ["state", "kind", "created_at"]
     search_fields = ["=id", "owner__username", "audio_file__original_name"]
     list_select_related = ["owner"]
     actions = ["cancel_tasks", "retry_tasks"]
     date_hierarchy = "created_at"
     fieldsets = [
-        (None, {"fields": ["id", "owner", "audio_file", "kind", "options", "state", "progress",
-                           "stage", "estimated_time", "attempts", "job_id", "error"]}),
-        ("Result", {"fields": ["integrated_lufs", "loudness_range", "true_peak", "duration",
-                               "waveform", "output_file", "result"]}),
-        ("Times", {"fields": ["created_at", "updated_at", "started_at", "finished_at",
-                              "heartbeat_at"]}),
+        (
+            None,
+            {
+                "fields": [
+                    "id",
+                    "owner",
+                    "audio_file",
+                    "kind",
+                    "options",
+                    "state",
+                    "progress",
+                    "stage",
+                    "estimated_time",
+                    "attempts",
+                    "job_id",
+                    "error",
+                ]
+            },
+        ),
+        (
+            "Result",
+            {
+                "fields": [
+                    "integrated_lufs",
+                    "loudness_range",
+                    "true_peak",
+                    "duration",
+                    "waveform",
+                    "output_file",
+                    "result",
+                ]
+            },
+        ),
+        ("Times", {"fields": ["created_at", "updated_at", "started_at", "finished_at", "heartbeat_at"]}),
     ]
-    readonly_fields = ["id", "created_at", "updated_at", "integrated_lufs", "loudness_range",
-                       "true_peak", "duration", "waveform", "output_file"]
+    readonly_fields = [
+        "id",
+        "created_at",
+        "updated_at",
+        "integrated_lufs",
+        "loudness_range",
+        "true_peak",
+        "duration",
+        "waveform",
+        "output_file",
+    ]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         """Tasks are created through the API or `manage.py`, which enqueue them."""
@@ -88,7 +141,8 @@ class TaskAdmin(admin.ModelAdmin):
         """A small bar with the percentage."""
         return format_html(
             '<progress value="{}" max="100" style="width:6em"></progress> {}%',
-            f"{task.progress:.1f}", f"{task.progress:.0f}",
+            f"{task.progress:.1f}",
+            f"{task.progress:.0f}",
         )
 
     @admin.display(description="ETA", ordering="estimated_time")
@@ -122,8 +176,9 @@ class TaskAdmin(admin.ModelAdmin):
         if "waveform_png" not in selectors.task_artifact_keys(task):
             return "—"
         url = reverse("task-waveform-png", kwargs={"task_id": task.pk})
-        return format_html('<a href="{}"><img src="{}" alt="waveform of {}" '
-                           'style="max-width:100%;height:auto"></a>', url, url, task.pk)
+        return format_html(
+            '<a href="{}"><img src="{}" alt="waveform of {}" style="max-width:100%;height:auto"></a>', url, url, task.pk
+        )
 
     @admin.display(description="output file")
     def output_file(self, task: Task) -> str:
@@ -132,8 +187,12 @@ class TaskAdmin(admin.ModelAdmin):
             return "—"
         output = (task.result or {}).get("output") or {}
         url = reverse("task-output", kwargs={"task_id": task.pk})
-        return format_html('<a href="{}" download>Download {} ({})</a>', url,
-                           output.get("format", "output"), filesizeformat(output.get("size")))
+        return format_html(
+            '<a href="{}" download>Download {} ({})</a>',
+            url,
+            output.get("format", "output"),
+            filesizeformat(output.get("size")),
+        )
 
     @admin.action(description="Cancel selected tasks")
     def cancel_tasks(self, request: HttpRequest, queryset: QuerySet[Task]) -> None:
@@ -154,8 +213,7 @@ class TaskAdmin(admin.ModelAdmin):
         for task_id in queryset.values_list("pk", flat=True):
             _report(self, request, lambda task_id=task_id: services.task_delete(task_id=task_id))
 
-    def _apply(self, request: HttpRequest, queryset: QuerySet[Task], service: Any,
-               verb: str) -> None:
+    def _apply(self, request: HttpRequest, queryset: QuerySet[Task], service: Any, verb: str) -> None:
         done = 0
         refused: list[str] = []
         for task_id in queryset.values_list("pk", flat=True):
@@ -167,8 +225,7 @@ class TaskAdmin(admin.ModelAdmin):
                 done += 1
         self.message_user(request, f"{verb} {done} task(s).", messages.SUCCESS)
         if refused:
-            self.message_user(request, f"Refused {len(refused)}: " + "; ".join(refused),
-                              messages.WARNING)
+            self.message_user(request, f"Refused {len(refused)}: " + "; ".join(refused), messages.WARNING)
 
 
 def _figure(task: Task, key: str, unit: str) -> str:

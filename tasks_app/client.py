@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import httpx
 from httpx_sse import connect_sse
@@ -33,9 +34,16 @@ def stream_url(base_url: str, task_id: str) -> str:
 
 
 def watch(
-    base_url: str, task_id: str, token: str, on_event: OnEvent | None = None, *,
-    timeout: float = 60.0, max_retries: int = 5, retry_delay: float = 1.0,
-    last_event_id: str | None = None, transport: httpx.BaseTransport | None = None,
+    base_url: str,
+    task_id: str,
+    token: str,
+    on_event: OnEvent | None = None,
+    *,
+    timeout: float = 60.0,
+    max_retries: int = 5,
+    retry_delay: float = 1.0,
+    last_event_id: str | None = None,
+    transport: httpx.BaseTransport | None = None,
 ) -> dict:
     """Follow a task's stream until `complete` and return that final TaskProgress.
 
@@ -50,8 +58,7 @@ def watch(
     headers = {"Authorization": f"Bearer {token}"}
     failures = 0
     answered = False
-    with httpx.Client(timeout=httpx.Timeout(timeout, connect=CONNECT_TIMEOUT),
-                      transport=transport) as client:
+    with httpx.Client(timeout=httpx.Timeout(timeout, connect=CONNECT_TIMEOUT), transport=transport) as client:
         while True:
             if last_event_id:
                 headers["Last-Event-ID"] = last_event_id
@@ -63,8 +70,7 @@ def watch(
                         return _poll_progress(client, base_url, task_id, headers)
                     if response.status_code != 200:
                         response.read()
-                        raise StreamError(f"{url} answered {_error_message(response)}",
-                                          status=response.status_code)
+                        raise StreamError(f"{url} answered {_error_message(response)}", status=response.status_code)
                     for sse in source.iter_sse():
                         if sse.id:
                             last_event_id = sse.id
@@ -103,12 +109,10 @@ def format_eta(seconds: float | None) -> str:
     return f"{total // 3600}h{total % 3600 // 60:02d}m"
 
 
-def _poll_progress(client: httpx.Client, base_url: str, task_id: str,
-                   headers: dict[str, str]) -> dict:
+def _poll_progress(client: httpx.Client, base_url: str, task_id: str, headers: dict[str, str]) -> dict:
     """The task's TaskProgress from the polling endpoint."""
     auth = {"Authorization": headers["Authorization"]}
-    response = client.get(f"{base_url.rstrip('/')}/api/v1/tasks/{task_id}/progress/",
-                          headers=auth)
+    response = client.get(f"{base_url.rstrip('/')}/api/v1/tasks/{task_id}/progress/", headers=auth)
     if response.status_code != 200:
         raise StreamError(_error_message(response), status=response.status_code)
     return response.json()

@@ -10,8 +10,7 @@ class DomainError(Exception):
     default_code = "invalid"
     default_detail = "Invalid request."
 
-    def __init__(self, message: str | None = None, *, field: str | None = None,
-                 code: str | None = None) -> None:
+    def __init__(self, message: str | None = None, *, field: str | None = None, code: str | None = None) -> None:
         self.message = message or self.default_detail
         self.field = field
         self.code = code or self.default_code
@@ -113,8 +112,7 @@ class TaskCrashed(DomainError):
 
     status_code = 500
     default_code = "internal_error"
-    default_detail = ("The task failed because of an internal error; it was logged and can be "
-                      "retried.")
+    default_detail = "The task failed because of an internal error; it was logged and can be retried."
 
 
 class NotReady(DomainError):

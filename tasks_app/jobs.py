@@ -10,8 +10,8 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Callable, Iterator
 
 from django.conf import settings
 from django.core.files import File
@@ -71,14 +71,18 @@ class ProgressReporter:
     """
 
     def __init__(
-        self, task_id: str, attempt: int, interval: float | None = None, *,
-        event_interval: float | None = None, clock: Callable[[], float] | None = None,
+        self,
+        task_id: str,
+        attempt: int,
+        interval: float | None = None,
+        *,
+        event_interval: float | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.task_id = task_id
         self.attempt = attempt
         self.interval = settings.TASK_PROGRESS_INTERVAL if interval is None else interval
-        self.event_interval = (settings.PROGRESS_EVENT_INTERVAL_SECONDS if event_interval is None
-                               else event_interval)
+        self.event_interval = settings.PROGRESS_EVENT_INTERVAL_SECONDS if event_interval is None else event_interval
         self.clock = clock or time.monotonic
         self.last_write = 0.0
         self.last_event = -math.inf
@@ -120,7 +124,10 @@ class ProgressReporter:
         else:
             state = self._state()
             ok = services.task_report_progress(
-                task_id=self.task_id, attempt=self.attempt, progress=state[0], stage=self.stage,
+                task_id=self.task_id,
+                attempt=self.attempt,
+                progress=state[0],
+                stage=self.stage,
                 estimated_time=self.eta(now),
             )
             if ok:
@@ -198,13 +205,17 @@ def process(task_row: Task) -> str:
         quota.check_output(task_row, quota.expected_output_bytes(task_row), expected=True)
         # Everything the attempt writes locally is in this folder, named so that recovery can
         # remove it when the worker dies (recovery.remove_work_folders).
-        with tempfile.TemporaryDirectory(prefix=work_folder_prefix(task_id, attempt)) as folder, \
-                local_copy(task_row.audio_file.file.name, folder) as path:
+        with (
+            tempfile.TemporaryDirectory(prefix=work_folder_prefix(task_id, attempt)) as folder,
+            local_copy(task_row.audio_file.file.name, folder) as path,
+        ):
             options = dict(task_row.options)
             # In a child process: a native abort, memory blow-up or hang fails this task only.
             result = run_isolated(
-                lambda progress: processor.run(path, options, progress, folder), reporter,
-                timeout=settings.AUDIO_JOB_TIMEOUT_SECONDS, memory_mb=settings.AUDIO_JOB_MEMORY_MB,
+                lambda progress: processor.run(path, options, progress, folder),
+                reporter,
+                timeout=settings.AUDIO_JOB_TIMEOUT_SECONDS,
+                memory_mb=settings.AUDIO_JOB_MEMORY_MB,
                 idle=reporter.idle,
             )
             reporter(1.0, reporter.stage or "finishing")
@@ -233,27 +244,29 @@ def process(task_row: Task) -> str:
     try:
         # Django's JSON encoder writes NaN and infinity, which no database accepts as JSON.
         json.dumps(result, allow_nan=False)
-        completed = services.task_complete(task_id=task_id, attempt=attempt, result=result,
-                                           output_bytes=output_bytes)
+        completed = services.task_complete(task_id=task_id, attempt=attempt, result=result, output_bytes=output_bytes)
     except CONNECTION_ERRORS:
         # Whether the completion committed is unknown: only a successful hand-back proves it did
         # not, and only then are this attempt's stored files surely unused.
-        logger.warning("Task %s: database connection lost while completing; handing it back", task_id,
-                       exc_info=True)
+        logger.warning("Task %s: database connection lost while completing; handing it back", task_id, exc_info=True)
         if not hand_back_after_connection_loss(task_id, attempt):
             return STOPPED
         services.remove_artifacts(services.artifacts_dir(task_id, attempt))
         return HANDED_BACK
     except (TypeError, ValueError, DatabaseError):
         logger.exception("Task %s: result refused", task_id)
-        services.task_fail(task_id=task_id, attempt=attempt, error=(
-            "The result could not be saved: it holds values that cannot be stored as JSON "
-            f"(such as NaN or infinity). This is a bug in the {task_row.kind!r} processor."))
+        services.task_fail(
+            task_id=task_id,
+            attempt=attempt,
+            error=(
+                "The result could not be saved: it holds values that cannot be stored as JSON "
+                f"(such as NaN or infinity). This is a bug in the {task_row.kind!r} processor."
+            ),
+        )
         services.remove_artifacts(services.artifacts_dir(task_id, attempt))
         return FAILED
     if completed is None:
-        logger.info("Task %s attempt %d did not complete (cancelled, superseded or refused)",
-                    task_id, attempt)
+        logger.info("Task %s attempt %d did not complete (cancelled, superseded or refused)", task_id, attempt)
         services.remove_artifacts(services.artifacts_dir(task_id, attempt))
         return STOPPED
     return COMPLETED

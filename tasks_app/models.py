@@ -18,7 +18,7 @@ def new_task_id() -> str:
     return f"task_{secrets.token_hex(10)}"
 
 
-def audio_upload_to(instance: "AudioFile", filename: str) -> str:
+def audio_upload_to(instance: AudioFile, filename: str) -> str:
     """Store uploads per owner under a random name, keeping the extension."""
     ext = filename.rsplit(".", 1)[-1].lower()[:8] if "." in filename else "bin"
     return f"audio/{instance.owner_id}/{secrets.token_hex(12)}.{ext}"
@@ -27,9 +27,7 @@ def audio_upload_to(instance: "AudioFile", filename: str) -> str:
 class AudioFile(models.Model):
     """An uploaded audio file and the facts probed from it."""
 
-    owner = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="audio_files"
-    )
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="audio_files")
     file = models.FileField(upload_to=audio_upload_to, max_length=255)
     original_name = models.CharField(max_length=255)
     size = models.BigIntegerField()
@@ -72,24 +70,21 @@ class Task(models.Model):
     TERMINAL: frozenset[str] = frozenset({State.COMPLETED, State.FAILED, State.CANCELLED})
 
     id = models.CharField(primary_key=True, max_length=40, default=new_task_id, editable=False)
-    owner = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="tasks"
-    )
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="tasks")
     # RESTRICT, not PROTECT: an audio file in use cannot be deleted on its own, but deleting
     # its owner (which cascades to both) deletes the tasks along with it.
     audio_file = models.ForeignKey(AudioFile, on_delete=models.RESTRICT, related_name="tasks")
     kind = models.CharField(max_length=32, default="analyze")
     options = models.JSONField(default=dict, blank=True)
-    state = models.CharField(
-        max_length=16, choices=State.choices, default=State.PENDING, db_index=True
-    )
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING, db_index=True)
     progress = models.FloatField(default=0.0)
     stage = models.CharField(max_length=32, blank=True, default="")
     estimated_time = models.FloatField(null=True, blank=True, help_text="Seconds left.")
     result = models.JSONField(null=True, blank=True)
     # Bytes its artifacts take in storage: counted against the owner's quota (`quota.py`).
     output_bytes = models.BigIntegerField(default=0)
-    error = models.TextField(null=True, blank=True)
+    # The contract's TaskProgress has `error: null` until a task fails, not an empty string.
+    error = models.TextField(null=True, blank=True)  # noqa: DJ001
     attempts = models.PositiveIntegerField(default=0)
     job_id = models.CharField(max_length=64, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)

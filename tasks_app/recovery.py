@@ -24,11 +24,15 @@ from .services import task_enqueue_again, task_fail, task_hand_back
 
 logger = logging.getLogger(__name__)
 
-EXHAUSTED_ERROR = ("The task was started {attempts} times and each time its worker stopped "
-                   "without finishing it (no heartbeat for {seconds:.0f} s); it was not retried "
-                   "again. Retry the task to run it once more.")
-ORPHAN_ERROR = ("The task was started {attempts} times and each time its worker was stopped "
-                "before it finished; it was not retried again. Retry the task to run it once more.")
+EXHAUSTED_ERROR = (
+    "The task was started {attempts} times and each time its worker stopped "
+    "without finishing it (no heartbeat for {seconds:.0f} s); it was not retried "
+    "again. Retry the task to run it once more."
+)
+ORPHAN_ERROR = (
+    "The task was started {attempts} times and each time its worker was stopped "
+    "before it finished; it was not retried again. Retry the task to run it once more."
+)
 
 
 def task_requeue_orphaned(*, worker_ids: list[str], max_attempts: int) -> tuple[int, int]:
@@ -37,8 +41,9 @@ def task_requeue_orphaned(*, worker_ids: list[str], max_attempts: int) -> tuple[
     if not worker_ids:
         return 0, 0
     processing: dict[str, tuple[str, int]] = {}
-    for job_id, task_id, attempts in Task.objects.filter(state=Task.State.PROCESSING).exclude(
-            job_id="").values_list("job_id", "pk", "attempts"):
+    for job_id, task_id, attempts in (
+        Task.objects.filter(state=Task.State.PROCESSING).exclude(job_id="").values_list("job_id", "pk", "attempts")
+    ):
         try:
             processing[str(uuid.UUID(job_id))] = (task_id, attempts)
         except ValueError:
@@ -82,10 +87,12 @@ def task_requeue_stale(*, older_than_seconds: float, max_attempts: int) -> tuple
             error = EXHAUSTED_ERROR.format(attempts=attempts, seconds=older_than_seconds)
             with transaction.atomic():
                 # Re-check under the row lock: the worker may have reported since the scan.
-                if (Task.objects.select_for_update().filter(
-                        _stale_filter(cutoff), pk=task_id, state=Task.State.PROCESSING,
-                        attempts=attempts).exists()
-                        and task_fail(task_id=task_id, error=error) is not None):
+                if (
+                    Task.objects.select_for_update()
+                    .filter(_stale_filter(cutoff), pk=task_id, state=Task.State.PROCESSING, attempts=attempts)
+                    .exists()
+                    and task_fail(task_id=task_id, error=error) is not None
+                ):
                     failed += 1
         elif task_hand_back(task_id=task_id, attempt=attempts, stale_before=cutoff) is not None:
             requeued += 1
@@ -94,8 +101,12 @@ def task_requeue_stale(*, older_than_seconds: float, max_attempts: int) -> tuple
         _close_job(job_id)
         remove_work_folders(task_id, attempts)
     if requeued or failed:
-        logger.warning("Stale tasks (no heartbeat for %.0f s): %d sent back to pending, %d failed",
-                       older_than_seconds, requeued, failed)
+        logger.warning(
+            "Stale tasks (no heartbeat for %.0f s): %d sent back to pending, %d failed",
+            older_than_seconds,
+            requeued,
+            failed,
+        )
     return requeued, failed
 
 
@@ -106,19 +117,20 @@ def task_enqueue_lost(*, older_than_seconds: float) -> int:
     missing, or it was claimed or finished without the task ever starting.
     """
     cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
-    pending = dict(Task.objects.filter(state=Task.State.PENDING, updated_at__lt=cutoff)
-                   .values_list("pk", "job_id"))
+    pending = dict(Task.objects.filter(state=Task.State.PENDING, updated_at__lt=cutoff).values_list("pk", "job_id"))
     uuids = {}
     for task_id, job_id in pending.items():
         try:
             uuids[task_id] = uuid.UUID(job_id)
         except ValueError:
             continue
-    waiting = set(DBTaskResult.objects.filter(
-        pk__in=list(uuids.values()), status=TaskResultStatus.READY).values_list("pk", flat=True))
+    waiting = set(
+        DBTaskResult.objects.filter(pk__in=list(uuids.values()), status=TaskResultStatus.READY).values_list(
+            "pk", flat=True
+        )
+    )
     lost = [task_id for task_id in pending if uuids.get(task_id) not in waiting]
-    enqueued = sum(task_enqueue_again(task_id=task_id, lost_job_id=pending[task_id])
-                   for task_id in lost)
+    enqueued = sum(task_enqueue_again(task_id=task_id, lost_job_id=pending[task_id]) for task_id in lost)
     if enqueued:
         logger.warning("Enqueued %d pending task(s) whose job was lost", enqueued)
     return enqueued
@@ -153,12 +165,12 @@ def _close_job(job_id: str) -> None:
     except ValueError:
         return
     DBTaskResult.objects.filter(pk=pk, status=TaskResultStatus.RUNNING).update(
-        status=TaskResultStatus.FAILED, finished_at=timezone.now())
+        status=TaskResultStatus.FAILED, finished_at=timezone.now()
+    )
 
 
 def recover(*, stale_seconds: float, max_attempts: int) -> dict[str, int]:
     """One recovery sweep: stale processing tasks, then pending tasks with a lost job."""
-    requeued, failed = task_requeue_stale(older_than_seconds=stale_seconds,
-                                          max_attempts=max_attempts)
+    requeued, failed = task_requeue_stale(older_than_seconds=stale_seconds, max_attempts=max_attempts)
     enqueued = task_enqueue_lost(older_than_seconds=stale_seconds)
     return {"requeued": requeued, "failed": failed, "enqueued": enqueued}

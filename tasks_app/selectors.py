@@ -12,9 +12,9 @@ from django.db import connection
 from django.db.models import QuerySet
 
 from .audio.formats import MEDIA_TYPES
-from .streams.log import current_id_sql
 from .exceptions import NotFound, NotReady
 from .models import AudioFile, Task
+from .streams.log import current_id_sql
 
 # Artifact key (in `task.result["artifacts"]`) -> (what it is, download name suffix).
 ARTIFACTS: dict[str, tuple[str, str]] = {
@@ -102,9 +102,7 @@ def task_artifact(user: Any, task_id: str, key: str) -> Artifact:
     """One artifact of a visible task; NotReady before completion, NotFound if it has none."""
     task = task_for_user(user, task_id)
     if task.state != Task.State.COMPLETED:
-        raise NotReady(
-            f"The task is {task.state}; artifacts exist once it is completed.", field="task_id"
-        )
+        raise NotReady(f"The task is {task.state}; artifacts exist once it is completed.", field="task_id")
     what, suffix = ARTIFACTS[key]
     name = ((task.result or {}).get("artifacts") or {}).get(key)
     if not name or not default_storage.exists(name):
@@ -114,5 +112,4 @@ def task_artifact(user: Any, task_id: str, key: str) -> Artifact:
         return Artifact(name, f"{stem}{suffix}", FIXED_MEDIA_TYPES[key])
     ext = PurePath(name).suffix
     fmt = str(((task.result or {}).get("output") or {}).get("format") or ext.lstrip("."))
-    return Artifact(name, f"{stem}{suffix}{ext}",
-                    MEDIA_TYPES.get(fmt, "application/octet-stream"))
+    return Artifact(name, f"{stem}{suffix}{ext}", MEDIA_TYPES.get(fmt, "application/octet-stream"))

@@ -17,8 +17,7 @@ from django.utils import timezone
 
 from .audio.errors import AudioError, OptionsError
 from .audio.registry import get_processor, validate_options
-from .exceptions import (AudioTooLong, Conflict, IllegalTransition, InvalidAudio, InvalidInput,
-                         NotFound, UploadTooLarge)
+from .exceptions import AudioTooLong, Conflict, IllegalTransition, InvalidAudio, InvalidInput, NotFound, UploadTooLarge
 from .models import AudioFile, Task
 from .quota import check_upload
 from .selectors import audio_files_visible_to
@@ -39,8 +38,7 @@ def audio_file_create(*, owner: Any, upload: UploadedFile) -> AudioFile:
     """Probe an upload as audio and store it; on any problem nothing is kept."""
     limit = settings.AUDIO_MAX_UPLOAD_BYTES
     if upload.size is not None and upload.size > limit:
-        raise UploadTooLarge(
-            f"The file is {upload.size} bytes; the limit is {limit} bytes.", field="file")
+        raise UploadTooLarge(f"The file is {upload.size} bytes; the limit is {limit} bytes.", field="file")
     if not upload.size:
         raise InvalidAudio("The file is empty.", field="file", code="empty")
     check_upload(owner_id=owner.pk, size=upload.size)
@@ -88,15 +86,18 @@ def check_decoded_work(info: AudioInfo) -> None:
     max_seconds = settings.AUDIO_MAX_DURATION_SECONDS
     if info.duration > max_seconds:
         raise AudioTooLong(
-            f"The audio lasts {format_duration(info.duration)}; the limit is "
-            f"{format_duration(max_seconds)}.", field="file")
+            f"The audio lasts {format_duration(info.duration)}; the limit is {format_duration(max_seconds)}.",
+            field="file",
+        )
     samples = info.duration * info.sample_rate * info.channels
     if samples > settings.AUDIO_MAX_SAMPLES:
         raise AudioTooLong(
             f"The audio holds {samples / 1e6:,.0f} million samples ({info.channels} channels × "
             f"{info.sample_rate} Hz × {format_duration(info.duration)}); the limit is "
             f"{settings.AUDIO_MAX_SAMPLES / 1e6:,.0f} million.",
-            field="file", code="too_many_samples")
+            field="file",
+            code="too_many_samples",
+        )
 
 
 def format_duration(seconds: float) -> str:
@@ -116,7 +117,8 @@ def audio_file_delete(*, audio_file: AudioFile) -> None:
         if busy:
             raise Conflict(
                 f"The audio file is used by unfinished tasks: {', '.join(busy)}.",
-                field="id", code="in_use",
+                field="id",
+                code="in_use",
             )
         for task in tasks:
             _delete_task_row(task)
@@ -129,7 +131,11 @@ def audio_file_delete(*, audio_file: AudioFile) -> None:
 
 
 def task_create(
-    *, owner: Any, audio_file_id: int, kind: str = "analyze", options: dict | None = None,
+    *,
+    owner: Any,
+    audio_file_id: int,
+    kind: str = "analyze",
+    options: dict | None = None,
     task_id: str | None = None,
 ) -> Task:
     """Create a pending task on one of the owner's audio files and enqueue it."""
@@ -156,8 +162,11 @@ def task_create(
 def task_cancel(*, task_id: str) -> Task:
     """Cancel a pending or processing task; a running job notices and stops."""
     return _transition(
-        task_id, State.CANCELLED,
-        finished_at=timezone.now(), estimated_time=None, stage="cancelled",
+        task_id,
+        State.CANCELLED,
+        finished_at=timezone.now(),
+        estimated_time=None,
+        stage="cancelled",
     )
 
 
@@ -165,9 +174,16 @@ def task_retry(*, task_id: str) -> Task:
     """Send a failed or cancelled task back to pending and enqueue it again."""
     with transaction.atomic():
         task = _transition(
-            task_id, State.PENDING,
-            progress=0.0, stage="", estimated_time=None, error=None, result=None,
-            started_at=None, finished_at=None, heartbeat_at=None,
+            task_id,
+            State.PENDING,
+            progress=0.0,
+            stage="",
+            estimated_time=None,
+            error=None,
+            result=None,
+            started_at=None,
+            finished_at=None,
+            heartbeat_at=None,
         )
         _enqueue_on_commit(task.id)
     return task
@@ -186,9 +202,14 @@ def task_start(*, task_id: str) -> Task | None:
     """Claim a pending task for processing; None when it is no longer pending."""
     try:
         return _transition(
-            task_id, State.PROCESSING,
-            attempts_increment=True, started_at=timezone.now(), heartbeat_at=timezone.now(),
-            progress=0.0, stage="starting", estimated_time=None,
+            task_id,
+            State.PROCESSING,
+            attempts_increment=True,
+            started_at=timezone.now(),
+            heartbeat_at=timezone.now(),
+            progress=0.0,
+            stage="starting",
+            estimated_time=None,
         )
     except (IllegalTransition, NotFound):
         return None
@@ -207,8 +228,7 @@ def task_report_progress(
         task.stage = stage
         task.estimated_time = None if estimated_time is None else round(estimated_time, 2)
         task.heartbeat_at = timezone.now()
-        task.save(update_fields=["progress", "stage", "estimated_time", "heartbeat_at",
-                                 "updated_at"])
+        task.save(update_fields=["progress", "stage", "estimated_time", "heartbeat_at", "updated_at"])
         record_task_progress(task)
     return True
 
@@ -216,8 +236,9 @@ def task_report_progress(
 def task_heartbeat(*, task_id: str, attempt: int) -> bool:
     """Mark one attempt alive without a visible change; False when it stopped processing."""
     # A plain guarded UPDATE on purpose: nothing a subscriber sees changed, so no event.
-    return bool(Task.objects.filter(pk=task_id, state=State.PROCESSING, attempts=attempt)
-                .update(heartbeat_at=timezone.now()))
+    return bool(
+        Task.objects.filter(pk=task_id, state=State.PROCESSING, attempts=attempt).update(heartbeat_at=timezone.now())
+    )
 
 
 def task_complete(*, task_id: str, attempt: int, result: dict, output_bytes: int = 0) -> Task | None:
@@ -225,8 +246,15 @@ def task_complete(*, task_id: str, attempt: int, result: dict, output_bytes: int
     None if it was cancelled or superseded."""
     try:
         return _transition(
-            task_id, State.COMPLETED, attempt=attempt, progress=100.0, stage="done",
-            estimated_time=None, result=result, error=None, finished_at=timezone.now(),
+            task_id,
+            State.COMPLETED,
+            attempt=attempt,
+            progress=100.0,
+            stage="done",
+            estimated_time=None,
+            result=result,
+            error=None,
+            finished_at=timezone.now(),
             output_bytes=output_bytes,
         )
     except (IllegalTransition, NotFound):
@@ -240,8 +268,13 @@ def task_fail(*, task_id: str, error: str, attempt: int | None = None) -> Task |
     """
     try:
         return _transition(
-            task_id, State.FAILED, attempt=attempt, stage="failed", estimated_time=None,
-            error=error[:4000], finished_at=timezone.now(),
+            task_id,
+            State.FAILED,
+            attempt=attempt,
+            stage="failed",
+            estimated_time=None,
+            error=error[:4000],
+            finished_at=timezone.now(),
         )
     except (IllegalTransition, NotFound):
         return None
@@ -250,9 +283,7 @@ def task_fail(*, task_id: str, error: str, attempt: int | None = None) -> Task |
 # ------------------------------------------------------------------- recovery
 
 
-def task_hand_back(
-    *, task_id: str, attempt: int | None = None, stale_before: datetime | None = None
-) -> Task | None:
+def task_hand_back(*, task_id: str, attempt: int | None = None, stale_before: datetime | None = None) -> Task | None:
     """Send a processing task back to pending for another attempt and enqueue it again.
 
     Recovery only (a worker stopping gracefully, or one that died): the guarded write
@@ -283,8 +314,7 @@ def task_hand_back(
 def task_enqueue_again(*, task_id: str, lost_job_id: str) -> bool:
     """Enqueue a pending task whose job `lost_job_id` is gone; False when it changed meanwhile."""
     with transaction.atomic():
-        found = Task.objects.select_for_update().filter(
-            pk=task_id, state=State.PENDING, job_id=lost_job_id).exists()
+        found = Task.objects.select_for_update().filter(pk=task_id, state=State.PENDING, job_id=lost_job_id).exists()
         if found:
             _enqueue_on_commit(task_id)
     return found
@@ -295,8 +325,7 @@ def user_delete(*, user: Any) -> None:
     with transaction.atomic():
         for task in Task.objects.select_for_update().filter(owner=user):
             _delete_task_row(task)
-        names = [name for name in AudioFile.objects.filter(owner=user)
-                 .values_list("file", flat=True) if name]
+        names = [name for name in AudioFile.objects.filter(owner=user).values_list("file", flat=True) if name]
         user.delete()  # cascades to the audio file rows
     transaction.on_commit(lambda: [default_storage.delete(name) for name in names])
 
@@ -304,8 +333,9 @@ def user_delete(*, user: Any) -> None:
 # ------------------------------------------------------------------- helpers
 
 
-def _transition(task_id: str, new_state: str, *, attempts_increment: bool = False,
-                attempt: int | None = None, **fields: Any) -> Task:
+def _transition(
+    task_id: str, new_state: str, *, attempts_increment: bool = False, attempt: int | None = None, **fields: Any
+) -> Task:
     """Move a task to `new_state` if the state machine allows it from its current state.
 
     The row is locked (select_for_update; on SQLite the IMMEDIATE transaction holds the
@@ -319,12 +349,10 @@ def _transition(task_id: str, new_state: str, *, attempts_increment: bool = Fals
             raise NotFound(f"Task {task_id} not found.", field="task_id")
         if attempt is not None and task.attempts != attempt:
             raise IllegalTransition(
-                f"Attempt {attempt} of the task was superseded by attempt {task.attempts}.",
-                field="attempt")
-        if not Task.can_transition(task.state, new_state):
-            raise IllegalTransition(
-                f"Cannot change a {task.state} task to {new_state}.", field="state"
+                f"Attempt {attempt} of the task was superseded by attempt {task.attempts}.", field="attempt"
             )
+        if not Task.can_transition(task.state, new_state):
+            raise IllegalTransition(f"Cannot change a {task.state} task to {new_state}.", field="state")
         task.state = new_state
         for name, value in fields.items():
             setattr(task, name, value)
@@ -338,8 +366,7 @@ def _transition(task_id: str, new_state: str, *, attempts_increment: bool = Fals
 
 def _locked_attempt(task_id: str, attempt: int) -> Task | None:
     """The task, row-locked, if it is processing on `attempt`; else None."""
-    return (Task.objects.select_for_update()
-            .filter(pk=task_id, state=State.PROCESSING, attempts=attempt).first())
+    return Task.objects.select_for_update().filter(pk=task_id, state=State.PROCESSING, attempts=attempt).first()
 
 
 def _enqueue_on_commit(task_id: str) -> None:

@@ -18,7 +18,9 @@ def issue_ticket(*, user: Any, task_id: str | None) -> StreamTicket:
     now = timezone.now()
     StreamTicket.objects.filter(expires_at__lt=now).delete()
     return StreamTicket.objects.create(
-        key=secrets.token_urlsafe(32), user=user, task_id=task_id or "",
+        key=secrets.token_urlsafe(32),
+        user=user,
+        task_id=task_id or "",
         expires_at=now + timedelta(seconds=settings.SSE_TICKET_SECONDS),
     )
 
@@ -28,10 +30,14 @@ def redeem_ticket(key: str, *, task_id: str | None) -> Any:
     now = timezone.now()
     # A guarded update: of two requests racing with one ticket, only one spends it.
     spent = StreamTicket.objects.filter(
-        key=key, used_at__isnull=True, expires_at__gte=now, task_id=task_id or "",
+        key=key,
+        used_at__isnull=True,
+        expires_at__gte=now,
+        task_id=task_id or "",
         user__is_active=True,
     ).update(used_at=now)
     if not spent:
-        raise Unauthenticated("Stream ticket is invalid, expired or already used, or its user is inactive.",
-                              code="ticket_not_valid")
+        raise Unauthenticated(
+            "Stream ticket is invalid, expired or already used, or its user is inactive.", code="ticket_not_valid"
+        )
     return StreamTicket.objects.select_related("user").get(key=key).user

@@ -11,8 +11,8 @@ about 270 KB, which is what keeps an idle compressed stream cheap.
 from __future__ import annotations
 
 import zlib
-from contextlib import aclosing
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 
 # 2**10 bytes of history: several events' worth. A larger window compresses no better (an
 # event only refers back to the previous one) and costs memory on every open stream.

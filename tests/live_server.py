@@ -61,8 +61,7 @@ class LiveService:
 
     def token(self, username: str) -> str:
         """Obtain an access token through the API."""
-        resp = httpx.post(f"{self.base_url}/api/v1/auth/token/",
-                          json={"username": username, "password": PASSWORD})
+        resp = httpx.post(f"{self.base_url}/api/v1/auth/token/", json={"username": username, "password": PASSWORD})
         assert resp.status_code == 200, resp.text
         return resp.json()["access"]
 
@@ -80,9 +79,14 @@ class LiveService:
 
     def shell(self, script: str) -> str:
         """Run Python in the service's Django environment (as an operator's shell would)."""
-        done = subprocess.run([sys.executable, "manage.py", "shell", "--no-imports", "-c",
-                               script], cwd=ROOT,
-                              env=self.env, capture_output=True, text=True, timeout=300)
+        done = subprocess.run(
+            [sys.executable, "manage.py", "shell", "--no-imports", "-c", script],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert done.returncode == 0, done.stderr
         return done.stdout
 
@@ -101,13 +105,13 @@ class LiveService:
         return resp.json()
 
 
-def read_events(client: httpx.Client, url: str, *, headers: dict | None = None,
-                until=None, timeout: float = 60.0) -> tuple[int, list[ServerSentEvent]]:
+def read_events(
+    client: httpx.Client, url: str, *, headers: dict | None = None, until=None, timeout: float = 60.0
+) -> tuple[int, list[ServerSentEvent]]:
     """Read a stream until it ends or `until(events)` is true; return status and events."""
     events: list[ServerSentEvent] = []
     deadline = time.monotonic() + timeout
-    with connect_sse(client, "GET", url, headers=headers or {},
-                     timeout=httpx.Timeout(timeout, read=25.0)) as source:
+    with connect_sse(client, "GET", url, headers=headers or {}, timeout=httpx.Timeout(timeout, read=25.0)) as source:
         status = source.response.status_code
         if status != 200:
             source.response.read()
@@ -134,8 +138,7 @@ def is_keepalive(sse: ServerSentEvent) -> bool:
 
 def payloads(events: list[ServerSentEvent], kind: str | None = None) -> list[dict]:
     """The JSON data of the events (keep-alives left out), optionally of one type only."""
-    return [json.loads(e.data) for e in events
-            if not is_keepalive(e) and (kind is None or e.event == kind)]
+    return [json.loads(e.data) for e in events if not is_keepalive(e) and (kind is None or e.event == kind)]
 
 
 def start_service(tmp: Path, *, workers: int = 1, extra_env: dict | None = None) -> LiveService:
@@ -162,8 +165,11 @@ def service_env(data_dir: Path, extra: dict | None = None) -> dict:
     The embedded defaults (SQLite, no Redis, media in the data folder) unless `extra` says
     otherwise.
     """
-    env = {key: value for key, value in os.environ.items()
-           if key not in {"DATABASE_URL", "EVENTSTREAM_REDIS", "MEDIA_ROOT"}}
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in {"DATABASE_URL", "EVENTSTREAM_REDIS", "MEDIA_ROOT"}
+    }
     env.update({"DATA_DIR": str(data_dir), "DJANGO_SETTINGS_MODULE": "project.settings"})
     env.update(extra or {})
     return env
@@ -179,8 +185,14 @@ def prepare_database(env: dict) -> None:
         "    u, _ = U.objects.get_or_create(username=name, defaults={'is_staff': staff})\n"
         f"    u.set_password('{PASSWORD}'); u.save()\n"
     )
-    done = subprocess.run([sys.executable, "manage.py", "shell", "--no-imports", "-c", script],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+    done = subprocess.run(
+        [sys.executable, "manage.py", "shell", "--no-imports", "-c", script],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert done.returncode == 0, done.stderr
 
 
@@ -195,8 +207,7 @@ def migrated_sqlite_template() -> Path:
 
 def copy_sqlite(source: Path, target: Path) -> None:
     """Copy a SQLite database whole (committed pages only, whatever its journal holds)."""
-    with contextlib.closing(sqlite3.connect(source)) as src, \
-            contextlib.closing(sqlite3.connect(target)) as dst:
+    with contextlib.closing(sqlite3.connect(source)) as src, contextlib.closing(sqlite3.connect(target)) as dst:
         src.backup(dst)
 
 
@@ -205,23 +216,40 @@ def spawn_worker(service: LiveService) -> subprocess.Popen:
     index = len(service.workers)
     wlog = open(service.data_dir / f"worker{index}.log", "wb")
     proc = subprocess.Popen(
-        [sys.executable, "manage.py", "worker", "--queue-name", "*", "--interval",
-         "0.1", "--no-startup-delay", "--worker-id", f"test-worker-{index}"],
-        cwd=ROOT, env=service.env, stdout=wlog, stderr=subprocess.STDOUT,
-        start_new_session=True)
+        [
+            sys.executable,
+            "manage.py",
+            "worker",
+            "--queue-name",
+            "*",
+            "--interval",
+            "0.1",
+            "--no-startup-delay",
+            "--worker-id",
+            f"test-worker-{index}",
+        ],
+        cwd=ROOT,
+        env=service.env,
+        stdout=wlog,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     service.workers.append(proc)
     return proc
 
 
-def spawn_daphne(tmp: Path, env: dict, name: str,
-                 port: int | None = None) -> tuple[subprocess.Popen, str]:
+def spawn_daphne(tmp: Path, env: dict, name: str, port: int | None = None) -> tuple[subprocess.Popen, str]:
     """Start one Daphne process (on a free port unless given) and wait until it answers."""
     port = port or free_port()
     log = open(tmp / f"{name}.log", "ab")
     proc = subprocess.Popen(
-        [sys.executable, "-m", SERVER_MODULE, "-b", "127.0.0.1", "-p", str(port),
-         "project.asgi:application"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        [sys.executable, "-m", SERVER_MODULE, "-b", "127.0.0.1", "-p", str(port), "project.asgi:application"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     base_url = f"http://127.0.0.1:{port}"
 
     def ready() -> bool:
@@ -256,8 +284,9 @@ def live(tmp_path_factory) -> Iterator[LiveService]:
     Progress is written (and sent) every 50 ms, so even a machine ten times faster than ours
     reports several intermediate values for the test files.
     """
-    service = start_service(tmp_path_factory.mktemp("live"),
-                            extra_env={"TASK_PROGRESS_INTERVAL": "0.05",
-                                       "PROGRESS_EVENT_INTERVAL_SECONDS": "0.05"})
+    service = start_service(
+        tmp_path_factory.mktemp("live"),
+        extra_env={"TASK_PROGRESS_INTERVAL": "0.05", "PROGRESS_EVENT_INTERVAL_SECONDS": "0.05"},
+    )
     yield service
     stop_service(service)

@@ -40,8 +40,7 @@ def messages_of(response) -> list[str]:
 
 def run_action(client: Client, action: str, tasks: list[Task]):
     """Apply an admin action to the given tasks, following the redirect."""
-    return client.post(TASKS, {"action": action, "_selected_action": [t.pk for t in tasks]},
-                       follow=True)
+    return client.post(TASKS, {"action": action, "_selected_action": [t.pk for t in tasks]}, follow=True)
 
 
 def test_task_changelist_shows_state_progress_and_owner(admin_client, user, make_task):
@@ -135,8 +134,7 @@ def test_bulk_delete_goes_through_the_service(admin_client, user, make_task, mon
         real(task_id=task_id)
 
     monkeypatch.setattr(services, "task_delete", spy)
-    admin_client.post(TASKS, {"action": "delete_selected", "post": "yes",
-                              "_selected_action": [t.pk for t in tasks]})
+    admin_client.post(TASKS, {"action": "delete_selected", "post": "yes", "_selected_action": [t.pk for t in tasks]})
     assert sorted(calls) == sorted(t.pk for t in tasks)
     assert not Task.objects.exists()
 
@@ -148,9 +146,7 @@ def test_deleting_audio_in_use_is_refused(admin_client, user, make_task):
     assert f"Task {task.pk} (pending)" in response.content.decode()
 
 
-def test_deleting_audio_removes_its_finished_tasks_through_the_service(
-    admin_client, user, make_task, monkeypatch
-):
+def test_deleting_audio_removes_its_finished_tasks_through_the_service(admin_client, user, make_task, monkeypatch):
     task = make_task(user, state="failed")
     calls: list[int] = []
     real = services.audio_file_delete

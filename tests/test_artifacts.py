@@ -26,8 +26,7 @@ pytestmark = pytest.mark.django_db
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 ARTIFACT_PATHS = ["waveform.json", "waveform.png", "output"]
-MEDIA_TYPES = {"mp3": "audio/mpeg", "opus": "audio/ogg", "m4a": "audio/mp4",
-               "flac": "audio/flac", "wav": "audio/wav"}
+MEDIA_TYPES = {"mp3": "audio/mpeg", "opus": "audio/ogg", "m4a": "audio/mp4", "flac": "audio/flac", "wav": "audio/wav"}
 
 
 def url(task: Task, artifact: str) -> str:
@@ -51,9 +50,9 @@ def completed(tmp_path: Path) -> Callable[..., Task]:
         path = tmp_path / "tone.wav"
         write_tone(str(path), seconds)
         audio = services.audio_file_create(
-            owner=owner, upload=SimpleUploadedFile(path.name, path.read_bytes(), "audio/wav"))
-        task = services.task_create(owner=owner, audio_file_id=audio.pk, kind=kind,
-                                    options=options)
+            owner=owner, upload=SimpleUploadedFile(path.name, path.read_bytes(), "audio/wav")
+        )
+        task = services.task_create(owner=owner, audio_file_id=audio.pk, kind=kind, options=options)
         jobs.run_task.call(task.id)
         task.refresh_from_db()
         assert task.state == Task.State.COMPLETED, task.error
@@ -101,9 +100,7 @@ def test_png_is_served_to_a_client_that_accepts_only_png(auth_client, user, comp
     assert body(response).startswith(PNG_SIGNATURE)
 
 
-def test_normalized_mp3_downloads_as_an_attachment_of_the_right_duration(
-    auth_client, user, completed, tmp_path
-):
+def test_normalized_mp3_downloads_as_an_attachment_of_the_right_duration(auth_client, user, completed, tmp_path):
     task = completed(user, kind="normalize", output_format="mp3")
     response = auth_client(user).get(url(task, "output"))
     assert response.status_code == 200
@@ -150,8 +147,7 @@ def test_analyze_task_has_no_output_file(auth_client, user, completed):
     assert "output file" in error["message"] and "normalize" in error["message"]
 
 
-@pytest.mark.parametrize("artifact, what", [("waveform.json", "waveform JSON"),
-                                            ("waveform.png", "waveform PNG")])
+@pytest.mark.parametrize("artifact, what", [("waveform.json", "waveform JSON"), ("waveform.png", "waveform PNG")])
 def test_normalize_task_has_no_waveform(auth_client, user, completed, artifact, what):
     task = completed(user, kind="normalize", output_format="wav")
     error = assert_error(auth_client(user).get(url(task, artifact)), 404, "not_found")
@@ -159,11 +155,8 @@ def test_normalize_task_has_no_waveform(auth_client, user, completed, artifact, 
 
 
 @pytest.mark.parametrize("artifact", ARTIFACT_PATHS)
-def test_other_users_task_is_404_like_an_unknown_id(
-    auth_client, user, other_user, completed, artifact
-):
-    task = completed(user, kind="normalize", output_format="wav") if artifact == "output" \
-        else completed(user)
+def test_other_users_task_is_404_like_an_unknown_id(auth_client, user, other_user, completed, artifact):
+    task = completed(user, kind="normalize", output_format="wav") if artifact == "output" else completed(user)
     client = auth_client(other_user)
     theirs = assert_error(client.get(url(task, artifact)), 404, "not_found")
     unknown = assert_error(client.get(f"/api/v1/tasks/task_nope/{artifact}"), 404, "not_found")
@@ -172,8 +165,7 @@ def test_other_users_task_is_404_like_an_unknown_id(
 
 @pytest.mark.parametrize("artifact", ARTIFACT_PATHS)
 def test_staff_may_read_every_users_artifacts(auth_client, user, staff_user, completed, artifact):
-    task = completed(user, kind="normalize", output_format="wav") if artifact == "output" \
-        else completed(user)
+    task = completed(user, kind="normalize", output_format="wav") if artifact == "output" else completed(user)
     response = auth_client(staff_user).get(url(task, artifact))
     assert response.status_code == 200
     assert body(response)
@@ -195,9 +187,9 @@ def test_format_suffixes_do_not_swallow_the_file_names(auth_client, user, comple
     assert_error(client.get(url(task, "waveformXjson")), 404)
 
 
-
-@pytest.mark.parametrize("path", ["/api/v1/tasks.json", "/api/v1/audio.json",
-                                  "/api/v1/tasks/{id}.json", "/api/v1/tasks/{id}/progress.json"])
+@pytest.mark.parametrize(
+    "path", ["/api/v1/tasks.json", "/api/v1/audio.json", "/api/v1/tasks/{id}.json", "/api/v1/tasks/{id}/progress.json"]
+)
 def test_format_suffix_urls_are_404_not_500(auth_client, user, make_task, path):
     task = make_task(user)
     assert_error(auth_client(user).get(path.replace("{id}", task.pk)), 404, "not_found")
@@ -212,13 +204,11 @@ def test_task_links_its_artifacts_once_completed(auth_client, user, completed, m
     assert analyzed["waveform_png_url"].endswith(f"/api/v1/tasks/{analyzed['id']}/waveform.png")
     assert analyzed["output_url"] is None
     assert client.get(analyzed["waveform_png_url"]).status_code == 200
-    normalized = client.get(
-        f"/api/v1/tasks/{completed(user, kind='normalize', output_format='flac').pk}/").json()
+    normalized = client.get(f"/api/v1/tasks/{completed(user, kind='normalize', output_format='flac').pk}/").json()
     assert normalized["output_url"].endswith(f"/api/v1/tasks/{normalized['id']}/output")
     assert normalized["waveform_json_url"] is None and normalized["waveform_png_url"] is None
     pending = client.get(f"/api/v1/tasks/{make_task(user).pk}/").json()
-    assert [pending[k] for k in ("waveform_json_url", "waveform_png_url", "output_url")] == \
-        [None, None, None]
+    assert [pending[k] for k in ("waveform_json_url", "waveform_png_url", "output_url")] == [None, None, None]
 
 
 def test_deleting_a_task_removes_its_artifact_files(
@@ -242,9 +232,7 @@ def test_a_missing_artifact_file_is_404_not_500(auth_client, user, completed, se
     assert_error(auth_client(user).get(url(task, "waveform.png")), 404, "not_found")
 
 
-def test_an_artifact_deleted_while_being_requested_is_404_not_500(
-    auth_client, user, completed, monkeypatch
-):
+def test_an_artifact_deleted_while_being_requested_is_404_not_500(auth_client, user, completed, monkeypatch):
     task = completed(user)
 
     def vanished(name: str) -> Any:
@@ -279,8 +267,7 @@ def test_admin_change_page_links_the_normalized_output(staff_user, user, complet
     page = admin.get(change_url(task)).content.decode()
     assert f'<a href="/api/v1/tasks/{task.pk}/output" download>' in page
     assert "waveform.png" not in page
-    measured = f"{task.result['input']['integrated_lufs']:.2f} → " \
-               f"{task.result['output']['integrated_lufs']:.2f} LUFS"
+    measured = f"{task.result['input']['integrated_lufs']:.2f} → {task.result['output']['integrated_lufs']:.2f} LUFS"
     assert measured in page
     response = admin.get(f"/api/v1/tasks/{task.pk}/output")
     assert response.status_code == 200 and response["Content-Type"] == "audio/mpeg"

@@ -78,14 +78,15 @@ def _truncated_mp3(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("make, code, reason", [
-    (_text_as_wav, "not_audio", "not a recognised audio format"),
-    (_empty, "empty", "empty"),
-    (_truncated_mp3, "truncated", "cut off"),
-])
-def test_bad_upload_is_400_naming_file_and_keeps_nothing(
-    auth_client, user, tmp_path, media_files, make, code, reason
-):
+@pytest.mark.parametrize(
+    "make, code, reason",
+    [
+        (_text_as_wav, "not_audio", "not a recognised audio format"),
+        (_empty, "empty", "empty"),
+        (_truncated_mp3, "truncated", "cut off"),
+    ],
+)
+def test_bad_upload_is_400_naming_file_and_keeps_nothing(auth_client, user, tmp_path, media_files, make, code, reason):
     response = upload(auth_client(user), make(tmp_path))
     error = assert_error(response, 400, code)
     assert error["field"] == "file"
@@ -94,9 +95,7 @@ def test_bad_upload_is_400_naming_file_and_keeps_nothing(
     assert media_files() == []
 
 
-def test_upload_over_the_size_limit_is_413_and_keeps_nothing(
-    auth_client, user, wav_upload, settings, media_files
-):
+def test_upload_over_the_size_limit_is_413_and_keeps_nothing(auth_client, user, wav_upload, settings, media_files):
     settings.AUDIO_MAX_UPLOAD_BYTES = 10_000
     error = assert_error(upload(auth_client(user), wav_upload), 413, "too_large")
     assert error["field"] == "file"
@@ -121,9 +120,7 @@ def test_upload_as_json_is_415(auth_client, user):
     assert_error(auth_client(user).post(URL, {"file": "x"}, format="json"), 415)
 
 
-def test_list_is_paginated_and_shows_only_own_files(
-    auth_client, user, other_user, make_audio
-):
+def test_list_is_paginated_and_shows_only_own_files(auth_client, user, other_user, make_audio):
     mine = [make_audio(user).pk for _ in range(3)]
     make_audio(other_user)
     body = auth_client(user).get(URL, {"page_size": 2}).json()

@@ -18,12 +18,12 @@ from tasks_app.audio.loudness import (
     MOMENTARY_SUB_BLOCKS,
     SHORT_TERM_SUB_BLOCKS,
     SUB_BLOCKS_PER_SECOND,
+    LoudnessMeter,
     _window_powers,
     channel_weights,
     integrated_loudness,
     k_weighting_sos,
     loudness_range,
-    LoudnessMeter,
 )
 from tasks_app.audio.registry import get_processor
 

@@ -66,8 +66,15 @@ def reanalyse(path: Path, out: Path) -> dict:
 
 @pytest.mark.parametrize(
     ("name", "fmt"),
-    [("quiet", "mp3"), ("loud", "mp3"), ("peaky", "mp3"), ("peaky", "opus"), ("quiet", "m4a"), ("peaky", "flac"),
-     ("loud", "wav")],
+    [
+        ("quiet", "mp3"),
+        ("loud", "mp3"),
+        ("peaky", "mp3"),
+        ("peaky", "opus"),
+        ("quiet", "m4a"),
+        ("peaky", "flac"),
+        ("loud", "wav"),
+    ],
 )
 def test_output_is_on_target_under_the_ceiling_and_as_long_as_the_input(
     inputs: dict[str, Path], tmp_path: Path, name: str, fmt: str

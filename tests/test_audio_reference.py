@@ -59,7 +59,10 @@ def ffmpeg_ebur128(path: Path) -> dict[str, float]:
     ffmpeg = require("ffmpeg", "ffmpeg")
     run = subprocess.run(
         [ffmpeg, "-nostats", "-hide_banner", "-i", str(path), "-af", "ebur128=peak=true", "-f", "null", "-"],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     match = SUMMARY.search(run.stderr)
     assert run.returncode == 0 and match, f"ffmpeg failed on {path.name}:\n{run.stderr[-2000:]}"

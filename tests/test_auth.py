@@ -75,8 +75,7 @@ def test_token_obtain_returns_access_and_refresh_that_authenticate(api_client, u
 
 
 def test_token_obtain_with_wrong_password_is_401_json(api_client, user):
-    response = api_client.post("/api/v1/auth/token/",
-                               {"username": "alice", "password": "wrong"}, format="json")
+    response = api_client.post("/api/v1/auth/token/", {"username": "alice", "password": "wrong"}, format="json")
     assert_error(response, 401)
 
 
@@ -87,8 +86,7 @@ def test_token_obtain_without_password_names_the_field(api_client, user):
 
 def test_token_refresh_issues_a_working_access_token(api_client, user):
     refresh = obtain_tokens(api_client, "alice")["refresh"]
-    response = api_client.post("/api/v1/auth/token/refresh/", {"refresh": refresh},
-                               format="json")
+    response = api_client.post("/api/v1/auth/token/refresh/", {"refresh": refresh}, format="json")
     assert response.status_code == 200
     api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {response.json()['access']}")
     assert api_client.get(TASKS_URL).status_code == 200
@@ -96,8 +94,7 @@ def test_token_refresh_issues_a_working_access_token(api_client, user):
 
 def test_token_refresh_with_an_access_token_is_401(api_client, user):
     access = obtain_tokens(api_client, "alice")["access"]
-    response = api_client.post("/api/v1/auth/token/refresh/", {"refresh": access},
-                               format="json")
+    response = api_client.post("/api/v1/auth/token/refresh/", {"refresh": access}, format="json")
     assert_error(response, 401, "token_not_valid")
 
 
@@ -105,8 +102,7 @@ def test_token_verify_accepts_valid_and_refuses_invalid(api_client, user):
     access = obtain_tokens(api_client, "alice")["access"]
     ok = api_client.post("/api/v1/auth/token/verify/", {"token": access}, format="json")
     assert ok.status_code == 200
-    bad = api_client.post("/api/v1/auth/token/verify/", {"token": access[:-4] + "AAAA"},
-                          format="json")
+    bad = api_client.post("/api/v1/auth/token/verify/", {"token": access[:-4] + "AAAA"}, format="json")
     assert_error(bad, 401, "token_not_valid")
 
 
@@ -139,8 +135,7 @@ def test_stream_ticket_for_own_task_opens_that_stream_once(auth_client, user, ma
     from tasks_app.tickets import redeem_ticket
 
     task = make_task(user)
-    response = auth_client(user).post("/api/v1/auth/stream-ticket/", {"task_id": task.pk},
-                                      format="json")
+    response = auth_client(user).post("/api/v1/auth/stream-ticket/", {"task_id": task.pk}, format="json")
     assert response.status_code == 201, response.content
     body = response.json()
     assert body["task_id"] == task.pk
@@ -161,8 +156,7 @@ def test_stream_ticket_without_task_is_for_the_users_stream(auth_client, user):
 
 def test_stream_ticket_for_other_users_task_is_404(auth_client, user, other_user, make_task):
     task = make_task(other_user)
-    response = auth_client(user).post("/api/v1/auth/stream-ticket/", {"task_id": task.pk},
-                                      format="json")
+    response = auth_client(user).post("/api/v1/auth/stream-ticket/", {"task_id": task.pk}, format="json")
     assert_error(response, 404, "not_found")
 
 

@@ -39,8 +39,7 @@ def test_deeply_nested_json_is_400(auth_client, user, path):
     assert_error(response, 400, "body")
 
 
-@pytest.mark.parametrize("path", ["/api/v1/auth/token/", "/api/v1/auth/token/refresh/",
-                                  "/api/v1/auth/token/verify/"])
+@pytest.mark.parametrize("path", ["/api/v1/auth/token/", "/api/v1/auth/token/refresh/", "/api/v1/auth/token/verify/"])
 def test_deeply_nested_json_on_token_endpoints_is_400(api_client, db, path):
     response = api_client.generic("POST", path, DEEP_JSON, content_type="application/json")
     assert_error(response, 400, "body")
@@ -70,16 +69,13 @@ def test_a_page_that_does_not_exist_is_json_404(auth_client, user, query):
     assert_error(auth_client(user).get(f"/api/v1/tasks/?{query}"), 404)
 
 
-@pytest.mark.parametrize("query", ["state=", "state=failed&state=completed",
-                                   "page_size=5&page_size=6"])
+@pytest.mark.parametrize("query", ["state=", "state=failed&state=completed", "page_size=5&page_size=6"])
 def test_blank_or_repeated_list_parameters_are_400(auth_client, user, query):
-    assert_error(auth_client(user).get(f"/api/v1/tasks/?{query}"), 400,
-                 query.split("=")[0])
+    assert_error(auth_client(user).get(f"/api/v1/tasks/?{query}"), 400, query.split("=")[0])
 
 
 def test_blank_ticket_task_id_means_the_all_tasks_stream(auth_client, user):
-    response = auth_client(user).post("/api/v1/auth/stream-ticket/", {"task_id": ""},
-                                      format="json")
+    response = auth_client(user).post("/api/v1/auth/stream-ticket/", {"task_id": ""}, format="json")
     assert response.status_code == 201, response.content
     assert response.json()["task_id"] is None
 
@@ -90,8 +86,9 @@ def test_ticket_requests_are_json_only(auth_client, user, format):
     if format == "multipart":
         response = client.post("/api/v1/auth/stream-ticket/", {"task_id": ""}, format=format)
     else:
-        response = client.generic("POST", "/api/v1/auth/stream-ticket/", b"task_id=",
-                                  content_type="application/x-www-form-urlencoded")
+        response = client.generic(
+            "POST", "/api/v1/auth/stream-ticket/", b"task_id=", content_type="application/x-www-form-urlencoded"
+        )
     assert_error(response, 415)
 
 
@@ -101,8 +98,7 @@ def test_ticket_requests_are_json_only(auth_client, user, format):
 @pytest.fixture(scope="module")
 def service(tmp_path_factory) -> LiveService:
     """A service with no worker (tasks stay pending) and quick keep-alives."""
-    live = start_service(tmp_path_factory.mktemp("badinput"), workers=0,
-                         extra_env={"SSE_KEEPALIVE_SECONDS": "1"})
+    live = start_service(tmp_path_factory.mktemp("badinput"), workers=0, extra_env={"SSE_KEEPALIVE_SECONDS": "1"})
     yield live
     stop_service(live)
 
@@ -128,8 +124,9 @@ def stream_path(which: str, task_id: str) -> str:
 def test_unicode_digit_last_event_id_is_ignored(service, task_id, which, value):
     url = stream_path(which, task_id)
     with service.client(service.token("alice"), timeout=10) as client:
-        status, events = read_events(client, f"{url}?{httpx.QueryParams(lastEventId=value)}",
-                                     until=lambda evs: True, timeout=10)
+        status, events = read_events(
+            client, f"{url}?{httpx.QueryParams(lastEventId=value)}", until=lambda evs: True, timeout=10
+        )
     assert status == 200
     assert payloads(events)[0]["task_id"] == task_id
 
@@ -144,15 +141,13 @@ def test_stream_endpoints_refuse_other_methods(service, task_id, which, method):
     assert "GET" in response.headers["allow"]
 
 
-@pytest.mark.parametrize("path,status", [("/api/v1/audio/", 400),
-                                         ("/api/v1/auth/stream-ticket/", 201)])
+@pytest.mark.parametrize("path,status", [("/api/v1/audio/", 400), ("/api/v1/auth/stream-ticket/", 201)])
 def test_empty_multipart_body_is_answered_by_the_api_from_the_live_server(service, path, status):
     # Plain Daphne's Twisted parsed multipart bodies itself and answered an empty one with a
     # bare 400. Now the API answers: no `file` is a JSON 400; no body at all asks the ticket
     # endpoint for the all-tasks stream, as a POST without a body does.
     with service.client(service.token("alice"), timeout=10) as client:
-        response = client.post(path, content=b"", headers={
-            "Content-Type": "multipart/form-data; boundary=xyz"})
+        response = client.post(path, content=b"", headers={"Content-Type": "multipart/form-data; boundary=xyz"})
     assert response.status_code == status, response.content
     if status == 400:
         assert response.json()["error"]["field"] == "file"

@@ -59,8 +59,7 @@ def test_ensure_demo_user_is_idempotent_and_makes_an_admin() -> None:
     assert "password=demo-password" in second
 
 
-def test_ensure_demo_user_takes_the_password_from_demo_password(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ensure_demo_user_takes_the_password_from_demo_password(monkeypatch: pytest.MonkeyPatch) -> None:
     run("ensure_demo_user")
     monkeypatch.setenv("DEMO_PASSWORD", "another-secret-1")
 
@@ -106,8 +105,7 @@ def test_create_test_task_creates_a_pending_task_with_the_given_id() -> None:
 
 
 def test_create_test_task_creates_a_missing_user() -> None:
-    run("create_test_task", "--id", "task_for_carol", "--user", "carol", "--seconds", "2",
-        "--format", "flac")
+    run("create_test_task", "--id", "task_for_carol", "--user", "carol", "--seconds", "2", "--format", "flac")
 
     task = Task.objects.get(pk="task_for_carol")
     assert task.owner.username == "carol"
@@ -122,8 +120,7 @@ def test_create_test_task_refuses_an_existing_id_and_stores_nothing() -> None:
     assert AudioFile.objects.count() == 1
 
 
-@pytest.mark.parametrize("bad_id", ["example_001", "task_", "task_with space",
-                                    "task_" + "x" * 36, "Task_upper"])
+@pytest.mark.parametrize("bad_id", ["example_001", "task_", "task_with space", "task_" + "x" * 36, "Task_upper"])
 def test_create_test_task_refuses_an_id_that_is_not_a_task_id(bad_id: str) -> None:
     with pytest.raises(CommandError, match="must start with `task_`"):
         run("create_test_task", "--id", bad_id, "--seconds", "2")
@@ -131,9 +128,9 @@ def test_create_test_task_refuses_an_id_that_is_not_a_task_id(bad_id: str) -> No
 
 
 def test_create_test_task_with_an_unknown_kind_keeps_no_audio(
-        media_files: Callable[[], list], django_capture_on_commit_callbacks: Any) -> None:
-    with pytest.raises(CommandError, match="Unknown task kind"), \
-            django_capture_on_commit_callbacks(execute=True):
+    media_files: Callable[[], list], django_capture_on_commit_callbacks: Any
+) -> None:
+    with pytest.raises(CommandError, match="Unknown task kind"), django_capture_on_commit_callbacks(execute=True):
         run("create_test_task", "--kind", "no-such-kind", "--seconds", "2")
     assert not AudioFile.objects.exists()
     assert media_files() == []
@@ -146,14 +143,16 @@ def _processing(task: Task, heartbeat_age: float | None) -> None:
     """Fixture setup: make a task look like a worker is (or was) processing it."""
     now = timezone.now()
     Task.objects.filter(pk=task.pk).update(
-        state=Task.State.PROCESSING, started_at=now - timedelta(hours=1),
+        state=Task.State.PROCESSING,
+        started_at=now - timedelta(hours=1),
         heartbeat_at=None if heartbeat_age is None else now - timedelta(seconds=heartbeat_age),
-        updated_at=now - timedelta(seconds=heartbeat_age or 3600))
+        updated_at=now - timedelta(seconds=heartbeat_age or 3600),
+    )
 
 
 def test_recover_stale_tasks_requeues_abandoned_tasks_and_fails_exhausted_ones(
-        settings: Any, user: Any, make_task: Callable[..., Task],
-        django_capture_on_commit_callbacks: Any) -> None:
+    settings: Any, user: Any, make_task: Callable[..., Task], django_capture_on_commit_callbacks: Any
+) -> None:
     settings.TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
     stale, silent, fresh, exhausted, pending = (make_task(user) for _ in range(5))
     _processing(stale, heartbeat_age=120)
@@ -182,15 +181,14 @@ def test_recover_stale_tasks_requeues_abandoned_tasks_and_fails_exhausted_ones(
 
 
 def test_orphaned_tasks_of_stopped_workers_go_back_to_pending_until_out_of_attempts(
-        settings: Any, user: Any, make_task: Callable[..., Task],
-        django_capture_on_commit_callbacks: Any) -> None:
+    settings: Any, user: Any, make_task: Callable[..., Task], django_capture_on_commit_callbacks: Any
+) -> None:
     from django_tasks_db.models import DBTaskResult
 
     settings.TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
     with django_capture_on_commit_callbacks(execute=True):
         mine, theirs, last_try = make_task(user), make_task(user), make_task(user)
-    for task, worker in ((mine, "serve-host-1-0"), (theirs, "elsewhere-0"),
-                         (last_try, "serve-host-1-0")):
+    for task, worker in ((mine, "serve-host-1-0"), (theirs, "elsewhere-0"), (last_try, "serve-host-1-0")):
         task.refresh_from_db()
         DBTaskResult.objects.get(pk=task.job_id).claim(worker)
         assert services.task_start(task_id=task.pk) is not None
@@ -215,9 +213,15 @@ def _sse(event: str, payload: dict, event_id: str | None = None) -> str:
 
 
 def _progress(state: str, progress: float) -> dict:
-    return {"task_id": "task_x", "state": state, "progress": progress,
-            "estimated_time": None, "stage": "analyze", "error": None,
-            "updated_at": "2026-11-28T12:00:00.000000Z"}
+    return {
+        "task_id": "task_x",
+        "state": state,
+        "progress": progress,
+        "estimated_time": None,
+        "stage": "analyze",
+        "error": None,
+        "updated_at": "2026-11-28T12:00:00.000000Z",
+    }
 
 
 def test_watch_reconnects_with_last_event_id_after_a_drop() -> None:
@@ -226,18 +230,28 @@ def test_watch_reconnects_with_last_event_id_after_a_drop() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         seen_headers.append(request.headers.get("last-event-id"))
         if len(seen_headers) == 1:  # the connection drops before `complete`
-            body = ("retry: 3000\n\n" + _sse("progress", _progress("pending", 0), "task-task_x:1")
-                    + _sse("progress", _progress("processing", 40), "task-task_x:2"))
+            body = (
+                "retry: 3000\n\n"
+                + _sse("progress", _progress("pending", 0), "task-task_x:1")
+                + _sse("progress", _progress("processing", 40), "task-task_x:2")
+            )
         else:
-            body = (_sse("progress", _progress("processing", 40))
-                    + _sse("progress", _progress("processing", 90), "task-task_x:3")
-                    + _sse("complete", _progress("completed", 100), "task-task_x:4"))
+            body = (
+                _sse("progress", _progress("processing", 40))
+                + _sse("progress", _progress("processing", 90), "task-task_x:3")
+                + _sse("complete", _progress("completed", 100), "task-task_x:4")
+            )
         return httpx.Response(200, text=body, headers={"content-type": "text/event-stream"})
 
     events: list[tuple[str, float]] = []
-    final = watch("http://server", "task_x", "tok",
-                  lambda event, payload, _id: events.append((event, payload["progress"])),
-                  transport=httpx.MockTransport(handler), retry_delay=0)
+    final = watch(
+        "http://server",
+        "task_x",
+        "tok",
+        lambda event, payload, _id: events.append((event, payload["progress"])),
+        transport=httpx.MockTransport(handler),
+        retry_delay=0,
+    )
 
     assert final["state"] == "completed"
     assert seen_headers == [None, "task-task_x:2"]
@@ -248,8 +262,9 @@ def test_watch_reconnects_with_last_event_id_after_a_drop() -> None:
 def test_watch_reports_the_servers_json_error() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         assert request.headers["authorization"] == "Bearer tok"
-        return httpx.Response(404, json={"error": {"code": "not_found", "field": "task_id",
-                                                   "message": "Task task_x not found."}})
+        return httpx.Response(
+            404, json={"error": {"code": "not_found", "field": "task_id", "message": "Task task_x not found."}}
+        )
 
     with pytest.raises(StreamError, match="Task task_x not found") as info:
         watch("http://server", "task_x", "tok", transport=httpx.MockTransport(handler))
@@ -261,15 +276,16 @@ def test_watch_stops_on_a_final_error_event_instead_of_reconnecting() -> None:
 
     def handler(request: httpx.Request) -> httpx.Response:
         calls.append(request)
-        body = (_sse("progress", _progress("processing", 40), "task-task_x:2")
-                + "event: error\ndata: " + json.dumps({"code": "deleted",
-                                                        "message": "Task task_x was deleted."})
-                + "\n\n")
+        body = (
+            _sse("progress", _progress("processing", 40), "task-task_x:2")
+            + "event: error\ndata: "
+            + json.dumps({"code": "deleted", "message": "Task task_x was deleted."})
+            + "\n\n"
+        )
         return httpx.Response(200, text=body, headers={"content-type": "text/event-stream"})
 
     with pytest.raises(StreamError, match="deleted: Task task_x was deleted"):
-        watch("http://server", "task_x", "tok", transport=httpx.MockTransport(handler),
-              retry_delay=0)
+        watch("http://server", "task_x", "tok", transport=httpx.MockTransport(handler), retry_delay=0)
     assert len(calls) == 1
 
 
@@ -279,8 +295,9 @@ def test_watch_answers_204_with_the_polled_progress() -> None:
             return httpx.Response(200, json=_progress("completed", 100))
         return httpx.Response(204)
 
-    final = watch("http://server", "task_x", "tok", transport=httpx.MockTransport(handler),
-                  last_event_id="task-task_x:4")
+    final = watch(
+        "http://server", "task_x", "tok", transport=httpx.MockTransport(handler), last_event_id="task-task_x:4"
+    )
 
     assert final["state"] == "completed"
 
@@ -295,8 +312,8 @@ def test_watch_names_the_url_at_once_when_the_server_cannot_be_reached() -> None
     with pytest.raises(StreamError) as info:
         watch("http://127.0.0.1:9", "task_x", "tok", transport=httpx.MockTransport(handler))
     assert info.value.message == (
-        "Cannot reach http://127.0.0.1:9/api/v1/sse/tasks/task_x/progress: "
-        "ConnectError: [Errno 111] Connection refused")
+        "Cannot reach http://127.0.0.1:9/api/v1/sse/tasks/task_x/progress: ConnectError: [Errno 111] Connection refused"
+    )
     assert len(calls) == 1, "a server that never answered is not retried"
 
 
@@ -311,21 +328,33 @@ def test_watch_reconnects_to_a_server_that_answered_before_and_names_it_when_giv
         raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
 
     with pytest.raises(StreamError, match=r"^Gave up on http://server/api/v1/sse/tasks/task_x/progress after 2 "):
-        watch("http://server", "task_x", "tok", transport=httpx.MockTransport(handler), max_retries=2,
-              retry_delay=0)
+        watch("http://server", "task_x", "tok", transport=httpx.MockTransport(handler), max_retries=2, retry_delay=0)
     assert len(calls) == 3  # the stream that ended early, then two failed reconnects
 
 
-@pytest.mark.parametrize(("seconds", "text"), [
-    (None, "?"), (0.4, "0s"), (42, "42s"), (65, "1m05s"), (3599.6, "1h00m"), (7385, "2h03m"),
-])
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (None, "?"),
+        (0.4, "0s"),
+        (42, "42s"),
+        (65, "1m05s"),
+        (3599.6, "1h00m"),
+        (7385, "2h03m"),
+    ],
+)
 def test_format_eta(seconds: float | None, text: str) -> None:
     assert format_eta(seconds) == text
 
 
 def test_the_readmes_sample_file_is_made_by_one_command(tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, "-m", "tasks_app.audio.generate", str(tmp_path / "x.wav"),
-                           "--seconds", "3"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "tasks_app.audio.generate", str(tmp_path / "x.wav"), "--seconds", "3"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
     assert done.returncode == 0, done.stderr
     info = probe(str(tmp_path / "x.wav"))
@@ -350,18 +379,28 @@ IMPORTS_RUNNER = (
 AUDIO_STACK = {"numpy", "scipy", "av"}
 
 
-@pytest.mark.parametrize(("argv", "exit_code"), [
-    (["--help"], 0),
-    (["healthcheck", "--url", "http://127.0.0.1:9/healthz"], 1),  # nothing listens on port 9
-    (["get_token", "alice"], 0),
-    (["watch_task", "task_x", "--user", "alice", "--url", "http://127.0.0.1:9"], 1),
-    (["create_test_task", "--help"], 0),
-    (["create_and_monitor_task", "--help"], 0),
-], ids=lambda value: " ".join(value) if isinstance(value, list) else str(value))
+@pytest.mark.parametrize(
+    ("argv", "exit_code"),
+    [
+        (["--help"], 0),
+        (["healthcheck", "--url", "http://127.0.0.1:9/healthz"], 1),  # nothing listens on port 9
+        (["get_token", "alice"], 0),
+        (["watch_task", "task_x", "--user", "alice", "--url", "http://127.0.0.1:9"], 1),
+        (["create_test_task", "--help"], 0),
+        (["create_and_monitor_task", "--help"], 0),
+    ],
+    ids=lambda value: " ".join(value) if isinstance(value, list) else str(value),
+)
 def test_quick_commands_do_not_import_the_audio_stack(argv: list[str], exit_code: int, tmp_path: Path) -> None:
     copy_sqlite(migrated_sqlite_template(), tmp_path / "db.sqlite3")
-    done = subprocess.run([sys.executable, "-c", IMPORTS_RUNNER, *argv], cwd=ROOT, env=service_env(tmp_path),
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", IMPORTS_RUNNER, *argv],
+        cwd=ROOT,
+        env=service_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     status, _, imported = done.stdout.rpartition("EXIT ")[2].partition(" IMPORTED ")
     assert int(status) == exit_code, done.stdout + done.stderr
     assert "django" in imported.split()
@@ -379,9 +418,14 @@ def test_healthcheck_prints_the_answer_and_nothing_else(tmp_path: Path) -> None:
 
     with ThreadingHTTPServer(("127.0.0.1", 0), Healthz) as server:
         threading.Thread(target=server.serve_forever, daemon=True).start()
-        done = subprocess.run([sys.executable, "manage.py", "healthcheck", "--url",
-                               f"http://127.0.0.1:{server.server_port}/healthz"], cwd=ROOT,
-                              env=service_env(tmp_path), capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            [sys.executable, "manage.py", "healthcheck", "--url", f"http://127.0.0.1:{server.server_port}/healthz"],
+            cwd=ROOT,
+            env=service_env(tmp_path),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         server.shutdown()
     assert (done.returncode, done.stdout, done.stderr) == (0, '{"status": "ok"}\n', "")
 
@@ -395,8 +439,14 @@ def _start_serve(tmp_path: Any, preexec_fn: Callable[[], None] | None = None) ->
     env.pop("DEMO_PASSWORD", None)  # the banner must show the default demo password
     port = free_port()
     log = open(tmp_path / "serve.log", "wb")
-    proc = subprocess.Popen([sys.executable, "manage.py", "serve", "--port", str(port)],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=preexec_fn)
+    proc = subprocess.Popen(
+        [sys.executable, "manage.py", "serve", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        preexec_fn=preexec_fn,
+    )
     base = f"http://127.0.0.1:{port}"
 
     def docs_ok() -> bool:
@@ -427,12 +477,18 @@ def _child_pids(serve_pid: int, marker: bytes) -> list[int]:
 def _serve_token_and_task(env: dict, seconds: int, *extra: str) -> tuple[str, str]:
     """Create a test task of `seconds` of audio through the CLI; return (task id, token)."""
     manage = [sys.executable, "manage.py"]
-    task_id = subprocess.run([*manage, "create_test_task", "--seconds", str(seconds), *extra],
-                             cwd=ROOT,
-                             env=env, capture_output=True, text=True, check=True,
-                             timeout=300).stdout.strip()
-    token = subprocess.run([*manage, "get_token", "demo"], cwd=ROOT, env=env,
-                           capture_output=True, text=True, check=True, timeout=60).stdout.strip()
+    task_id = subprocess.run(
+        [*manage, "create_test_task", "--seconds", str(seconds), *extra],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    ).stdout.strip()
+    token = subprocess.run(
+        [*manage, "get_token", "demo"], cwd=ROOT, env=env, capture_output=True, text=True, check=True, timeout=60
+    ).stdout.strip()
     return task_id, token
 
 
@@ -459,37 +515,43 @@ def test_serve_runs_daphne_and_a_worker_and_stops_cleanly_on_ctrl_c(tmp_path: Pa
 
 @pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
-def test_serve_restarts_a_killed_worker_and_daphne_and_the_task_completes(
-        tmp_path: Path) -> None:
+def test_serve_restarts_a_killed_worker_and_daphne_and_the_task_completes(tmp_path: Path) -> None:
     proc, base, env = _start_serve(tmp_path)
     try:
         # Normalising to MP3 runs at ~30x real time here: long enough to kill things mid-task.
         task_id, token = _serve_token_and_task(env, 15 * 60, "--kind", "normalize")
-        api = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"},
-                           timeout=10)
+        api = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=10)
 
         def progress() -> dict:
             return api.get(f"/api/v1/tasks/{task_id}/progress/").json()
 
-        wait_until(lambda: progress()["progress"] > 0, 120, "the task to be processing",
-                   interval=0.5)
+        wait_until(lambda: progress()["progress"] > 0, 120, "the task to be processing", interval=0.5)
         assert progress()["state"] == "processing"
         workers = _child_pids(proc.pid, b"worker")
         assert len(workers) == 1
         os.kill(workers[0], signal.SIGKILL)
 
         # serve hands the task back and starts a new worker, which runs it again.
-        wait_until(lambda: (pids := _child_pids(proc.pid, b"worker")) and pids != workers,
-                   60, "a new worker", interval=0.5)
-        wait_until(lambda: progress()["attempts"] == 2 and progress()["progress"] > 0, 120,
-                   "the task's second attempt to make progress", interval=0.5)
+        wait_until(
+            lambda: (pids := _child_pids(proc.pid, b"worker")) and pids != workers, 60, "a new worker", interval=0.5
+        )
+        wait_until(
+            lambda: progress()["attempts"] == 2 and progress()["progress"] > 0,
+            120,
+            "the task's second attempt to make progress",
+            interval=0.5,
+        )
         assert progress()["state"] == "processing"
 
         daphne = _child_pids(proc.pid, b"project.server")
         assert len(daphne) == 1
         os.kill(daphne[0], signal.SIGKILL)
-        wait_until(lambda: (pids := _child_pids(proc.pid, b"project.server")) and pids != daphne,
-                   60, "a new Daphne", interval=0.5)
+        wait_until(
+            lambda: (pids := _child_pids(proc.pid, b"project.server")) and pids != daphne,
+            60,
+            "a new Daphne",
+            interval=0.5,
+        )
 
         def answers() -> dict | None:
             try:
@@ -497,8 +559,12 @@ def test_serve_restarts_a_killed_worker_and_daphne_and_the_task_completes(
             except httpx.HTTPError:
                 return None
 
-        wait_until(lambda: (p := answers()) and p["state"] == "completed", 600,
-                   "the task to complete with the restarted Daphne", interval=0.5)
+        wait_until(
+            lambda: (p := answers()) and p["state"] == "completed",
+            600,
+            "the task to complete with the restarted Daphne",
+            interval=0.5,
+        )
         assert progress()["attempts"] == 2, "Daphne's restart did not disturb the task"
         api.close()
     finally:
@@ -531,20 +597,27 @@ def test_serve_and_web_on_a_port_in_use_exit_with_one_line_naming_it(command: st
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        done = subprocess.run([sys.executable, "manage.py", command, "--port", str(port)], cwd=ROOT,
-                              env=service_env(tmp_path), capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            [sys.executable, "manage.py", command, "--port", str(port)],
+            cwd=ROOT,
+            env=service_env(tmp_path),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     assert done.returncode == 1
     assert done.stdout == ""  # no banner, no worker, no migration
     assert done.stderr.splitlines() == [
-        f"CommandError: Cannot listen on 127.0.0.1:{port}: Address already in use (pick another --port)."]
+        f"CommandError: Cannot listen on 127.0.0.1:{port}: Address already in use (pick another --port)."
+    ]
 
 
-def _child(code: str) -> "serve.Child":
+def _child(code: str) -> serve.Child:
     """A supervised Python child running `code`."""
     return serve.Child("child", [sys.executable, "-c", code])
 
 
-def _supervise_until_second_exit(child: "serve.Child") -> tuple[int | None, list[int | None]]:
+def _supervise_until_second_exit(child: serve.Child) -> tuple[int | None, list[int | None]]:
     """Supervise `child` until it has exited twice (then SIGTERM ends it); return (signal, exit codes)."""
     exits: list[int | None] = []
 

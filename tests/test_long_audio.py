@@ -55,11 +55,9 @@ def test_two_hour_file_bounded_memory_spread_progress_and_honest_eta(service, tm
         return False
 
     with service.client(token, timeout=300) as client:
-        _, events = read_events(client, f"/api/v1/sse/tasks/{task['id']}/progress",
-                                until=stamp, timeout=300)
+        _, events = read_events(client, f"/api/v1/sse/tasks/{task['id']}/progress", until=stamp, timeout=300)
         result = client.get(f"/api/v1/tasks/{task['id']}/").json()["result"]
-    assert events[-1].event == "complete" and result["format"]["duration"] == pytest.approx(
-        TWO_HOURS, abs=0.05)
+    assert events[-1].event == "complete" and result["format"]["duration"] == pytest.approx(TWO_HOURS, abs=0.05)
     finished = received[-1][0]
     running = [(t, p) for t, p in received if p["state"] == "processing" and p["progress"] > 0]
     started = running[0][0]
@@ -73,11 +71,14 @@ def test_two_hour_file_bounded_memory_spread_progress_and_honest_eta(service, tm
     # Once past 25 %, every event carries an ETA. How close it comes is measured by
     # bench/eta_accuracy.py (it depends on the machine's load); printed here for the record.
     past_quarter = [(at, p) for at, p in running if 25 <= p["progress"] < 95]
-    assert past_quarter and all(p["estimated_time"] is not None and p["estimated_time"] >= 0
-                                for _, p in past_quarter), past_quarter
+    assert past_quarter and all(
+        p["estimated_time"] is not None and p["estimated_time"] >= 0 for _, p in past_quarter
+    ), past_quarter
     errors = [abs(p["estimated_time"] - (finished - at)) / (finished - at) for at, p in past_quarter]
-    print(f"2 h analysis: {duration:.1f} s, {len(running)} progress events, "
-          f"ETA error past 25 %: max {max(errors):.1%}, mean {sum(errors) / len(errors):.1%}, "
-          f"worker peak RSS {peak_rss_mb(service.workers[0].pid):.0f} MB, "
-          f"job {job_peak_rss_mb(service):.0f} MB")
+    print(
+        f"2 h analysis: {duration:.1f} s, {len(running)} progress events, "
+        f"ETA error past 25 %: max {max(errors):.1%}, mean {sum(errors) / len(errors):.1%}, "
+        f"worker peak RSS {peak_rss_mb(service.workers[0].pid):.0f} MB, "
+        f"job {job_peak_rss_mb(service):.0f} MB"
+    )
     assert peak_rss_mb(service.workers[0].pid) < 300 and job_peak_rss_mb(service) < 300

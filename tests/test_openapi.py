@@ -27,11 +27,18 @@ def test_schema_is_a_valid_openapi_document(schema):
 
 def test_schema_lists_every_rest_endpoint(schema):
     expected = {
-        "/api/v1/auth/token/", "/api/v1/auth/token/refresh/", "/api/v1/auth/token/verify/",
-        "/api/v1/auth/stream-cookie/", "/api/v1/auth/stream-ticket/",
-        "/api/v1/audio/", "/api/v1/audio/{id}/",
-        "/api/v1/tasks/", "/api/v1/tasks/{task_id}/", "/api/v1/tasks/{task_id}/cancel/",
-        "/api/v1/tasks/{task_id}/retry/", "/api/v1/tasks/{task_id}/progress/",
+        "/api/v1/auth/token/",
+        "/api/v1/auth/token/refresh/",
+        "/api/v1/auth/token/verify/",
+        "/api/v1/auth/stream-cookie/",
+        "/api/v1/auth/stream-ticket/",
+        "/api/v1/audio/",
+        "/api/v1/audio/{id}/",
+        "/api/v1/tasks/",
+        "/api/v1/tasks/{task_id}/",
+        "/api/v1/tasks/{task_id}/cancel/",
+        "/api/v1/tasks/{task_id}/retry/",
+        "/api/v1/tasks/{task_id}/progress/",
     }
     assert expected <= set(schema["paths"])
 
@@ -45,10 +52,13 @@ def test_sse_endpoints_are_documented_under_tag_sse(schema, path):
     event = stream["schema"]
     assert event["required"] == ["event", "data"]
     assert set(event["properties"]["event"]["enum"]) == {"progress", "complete", "error"}
-    payloads = {tuple(v["properties"]["event"]["enum"]): v["properties"]["data"]["contentSchema"]
-                for v in event["oneOf"]}
-    assert payloads == {("progress", "complete"): {"$ref": "#/components/schemas/TaskProgress"},
-                        ("error",): {"$ref": "#/components/schemas/StreamError"}}
+    payloads = {
+        tuple(v["properties"]["event"]["enum"]): v["properties"]["data"]["contentSchema"] for v in event["oneOf"]
+    }
+    assert payloads == {
+        ("progress", "complete"): {"$ref": "#/components/schemas/TaskProgress"},
+        ("error",): {"$ref": "#/components/schemas/StreamError"},
+    }
     assert stream["x-sse-events"] == {
         "progress": {"$ref": "#/components/schemas/TaskProgress"},
         "complete": {"$ref": "#/components/schemas/TaskProgress"},
@@ -75,13 +85,11 @@ def test_error_component_requires_only_the_error_object(schema):
     assert set(stream_error["required"]) == {"code", "message"}
 
 
-@pytest.mark.parametrize("path", ["/api/v1/auth/token/", "/api/v1/auth/token/refresh/",
-                                  "/api/v1/auth/token/verify/"])
+@pytest.mark.parametrize("path", ["/api/v1/auth/token/", "/api/v1/auth/token/refresh/", "/api/v1/auth/token/verify/"])
 def test_token_endpoints_document_their_errors(schema, path):
     responses = schema["paths"][path]["post"]["responses"]
     assert {"200", "400", "401"} <= set(responses)
-    assert responses["401"]["content"]["application/json"]["schema"] == {
-        "$ref": "#/components/schemas/Error"}
+    assert responses["401"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}
 
 
 @pytest.mark.parametrize("path", ["/api/v1/audio/", "/api/v1/tasks/"])
@@ -94,14 +102,12 @@ def test_lists_document_the_404_of_a_bad_page_and_the_page_size_range(schema, pa
 
 def test_task_progress_component_matches_the_serializer(schema):
     properties = schema["components"]["schemas"]["TaskProgress"]["properties"]
-    assert {"task_id", "state", "progress", "estimated_time", "updated_at", "stage",
-            "error"} <= set(properties)
+    assert {"task_id", "state", "progress", "estimated_time", "updated_at", "stage", "error"} <= set(properties)
 
 
 def test_polling_endpoint_shares_the_task_progress_schema(schema):
     ok = schema["paths"]["/api/v1/tasks/{task_id}/progress/"]["get"]["responses"]["200"]
-    assert ok["content"]["application/json"]["schema"] == {
-        "$ref": "#/components/schemas/TaskProgress"}
+    assert ok["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/TaskProgress"}
 
 
 def test_task_options_are_documented_per_kind(schema):
@@ -133,8 +139,9 @@ def test_docs_assets_are_served_by_the_app(api_client):
 
 def test_creates_link_to_the_operations_on_what_they_created(schema):
     task_links = schema["paths"]["/api/v1/tasks/"]["post"]["responses"]["201"]["links"]
-    assert {"tasks_retrieve", "tasks_cancel_create", "tasks_retry_create", "tasks_destroy",
-            "sse_task_progress"} <= set(task_links)
+    assert {"tasks_retrieve", "tasks_cancel_create", "tasks_retry_create", "tasks_destroy", "sse_task_progress"} <= set(
+        task_links
+    )
     assert task_links["tasks_retrieve"]["parameters"] == {"task_id": "$response.body#/id"}
     audio_links = schema["paths"]["/api/v1/audio/"]["post"]["responses"]["201"]["links"]
     assert set(audio_links) == {"audio_retrieve", "audio_destroy"}

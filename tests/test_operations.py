@@ -17,9 +17,8 @@ from django_tasks_db.models import DBTaskResult
 from prometheus_client.parser import text_string_to_metric_families
 
 from tasks_app import services
-from tasks_app.models import Task
-
 from tasks_app.audio.generate import write_tone
+from tasks_app.models import Task
 
 from .live_server import ROOT, free_port, read_events, spawn_daphne, start_service, stop_service
 

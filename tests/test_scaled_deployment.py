@@ -11,8 +11,7 @@ import pytest
 from tasks_app.audio.generate import write_tone
 
 from .conftest import REDIS_URL, postgres_database
-from .live_server import (LiveService, payloads, read_events, spawn_daphne, start_service,
-                          stop_service)
+from .live_server import LiveService, payloads, read_events, spawn_daphne, start_service, stop_service
 
 pytestmark = [pytest.mark.needs_postgres, pytest.mark.needs_redis, pytest.mark.slow]
 
@@ -47,10 +46,8 @@ def test_worker_events_reach_a_stream_on_another_instance_through_redis(scaled, 
     token = service.token("alice")
     audio = service.upload(token, path)
     task = service.create_task(token, audio["id"])
-    with httpx.Client(base_url=other_url, timeout=60,
-                      headers={"Authorization": f"Bearer {token}"}) as client:
-        status, events = read_events(client, f"/api/v1/sse/tasks/{task['id']}/progress",
-                                     timeout=120)
+    with httpx.Client(base_url=other_url, timeout=60, headers={"Authorization": f"Bearer {token}"}) as client:
+        status, events = read_events(client, f"/api/v1/sse/tasks/{task['id']}/progress", timeout=120)
     assert status == 200
     assert events[-1].event == "complete"
     assert payloads(events[-1:])[0]["state"] == "completed"
@@ -77,8 +74,7 @@ def test_cancel_on_one_instance_ends_stream_on_the_other_through_redis(scaled, t
         return False
 
     with httpx.Client(base_url=other_url, timeout=30, headers=headers) as streamer:
-        _, events = read_events(streamer, f"/api/v1/sse/tasks/{task['id']}/progress",
-                                until=cancel_once_processing)
+        _, events = read_events(streamer, f"/api/v1/sse/tasks/{task['id']}/progress", until=cancel_once_processing)
     assert events[-1].event == "complete"
     assert payloads(events[-1:])[0]["state"] == "cancelled"
     assert cancelled, "the task was never seen processing"

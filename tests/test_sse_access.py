@@ -18,9 +18,11 @@ LIMIT = 4
 @pytest.fixture(scope="module")
 def service(tmp_path_factory) -> LiveService:
     """A service with no worker (tasks stay pending) and a small per-user stream limit."""
-    live = start_service(tmp_path_factory.mktemp("access"), workers=0,
-                         extra_env={"SSE_MAX_STREAMS_PER_USER": str(LIMIT),
-                                    "SSE_KEEPALIVE_SECONDS": "1"})
+    live = start_service(
+        tmp_path_factory.mktemp("access"),
+        workers=0,
+        extra_env={"SSE_MAX_STREAMS_PER_USER": str(LIMIT), "SSE_KEEPALIVE_SECONDS": "1"},
+    )
     yield live
     stop_service(live)
 
@@ -69,12 +71,10 @@ def test_http_only_cookie_authenticates_the_stream(service, audio_id):
         assert "HttpOnly" in cookie and "sse_token=" in cookie
         value = resp.cookies["sse_token"]
     with service.client() as anon:
-        status, events = first_event(anon, stream(task["id"]),
-                                     headers={"Cookie": f"sse_token={value}"})
+        status, events = first_event(anon, stream(task["id"]), headers={"Cookie": f"sse_token={value}"})
         assert status == 200 and events[0].event == "progress"
         bob_cookie = service.client(service.token("bob")).post("/api/v1/auth/stream-cookie/")
-        resp = anon.get(stream(task["id"]),
-                        headers={"Cookie": f"sse_token={bob_cookie.cookies['sse_token']}"})
+        resp = anon.get(stream(task["id"]), headers={"Cookie": f"sse_token={bob_cookie.cookies['sse_token']}"})
         assert resp.status_code == 404
 
 
@@ -94,8 +94,7 @@ def test_user_stream_carries_every_task_of_the_caller_only(service, audio_id):
         return any(e.event == "complete" for e in events)
 
     with service.client(alice, timeout=30) as client:
-        status, events = read_events(client, "/api/v1/sse/tasks/progress",
-                                     until=new_task_arrived)
+        status, events = read_events(client, "/api/v1/sse/tasks/progress", until=new_task_arrived)
     assert status == 200
     assert events[0].event == "progress"
     # The task was only ever pending before the stream opened, so its pending state can only
@@ -119,8 +118,7 @@ def test_too_many_open_streams_for_one_user_gets_429(service, audio_id):
 
     async def scenario() -> httpx.Response:
         headers = {"Authorization": f"Bearer {token}"}
-        async with httpx.AsyncClient(base_url=service.base_url, headers=headers,
-                                     timeout=30) as client:
+        async with httpx.AsyncClient(base_url=service.base_url, headers=headers, timeout=30) as client:
             opened: asyncio.Queue = asyncio.Queue()
             release = asyncio.Event()
 
@@ -157,8 +155,7 @@ def test_idle_stream_gets_keep_alives(service, audio_id):
     token = service.token("alice")
     task = service.create_task(token, audio_id)
     lines: list[str] = []
-    with service.client(token, timeout=30) as client, \
-            client.stream("GET", stream(task["id"])) as resp:
+    with service.client(token, timeout=30) as client, client.stream("GET", stream(task["id"])) as resp:
         assert resp.headers["content-type"].startswith("text/event-stream")
         for line in resp.iter_lines():
             lines.append(line)
@@ -170,8 +167,9 @@ def test_idle_stream_gets_keep_alives(service, audio_id):
 
 def test_the_stream_reader_does_not_take_a_keep_alive_for_an_event():
     body = b'event: progress\nid: user-1:1\ndata: {"task_id": "t"}\n\n: keep-alive\n\n'
-    transport = httpx.MockTransport(lambda request: httpx.Response(
-        200, content=body, headers={"Content-Type": "text/event-stream"}))
+    transport = httpx.MockTransport(
+        lambda request: httpx.Response(200, content=body, headers={"Content-Type": "text/event-stream"})
+    )
     with httpx.Client(transport=transport, base_url="http://test") as client:
         status, events = read_events(client, "/stream")
     assert status == 200

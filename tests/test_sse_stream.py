@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import httpx
 import pytest
 
@@ -60,8 +59,7 @@ def test_analyze_task_streams_snapshot_progress_eta_then_complete(live, long_aud
         detail = client.get(f"/api/v1/tasks/{task['id']}/").json()
         assert abs(detail["result"]["format"]["duration"] - LONG_SECONDS) < 0.010
 
-        again, _ = read_events(client, stream_url(task["id"]),
-                               headers={"Last-Event-ID": events[-1].id})
+        again, _ = read_events(client, stream_url(task["id"]), headers={"Last-Event-ID": events[-1].id})
         assert again == 204
 
 
@@ -70,20 +68,24 @@ def test_reconnect_with_last_event_id_replays_missed_events(live, long_audio):  
     task = live.create_task(token, long_audio["id"])
     with live.client(token, timeout=120) as client:
         _, first = read_events(
-            client, stream_url(task["id"]),
-            until=lambda evs: len([e for e in evs if e.event == "progress"
-                                   and 0 < payloads([e])[0]["progress"] < 100]) >= 2)
+            client,
+            stream_url(task["id"]),
+            until=lambda evs: (
+                len([e for e in evs if e.event == "progress" and 0 < payloads([e])[0]["progress"] < 100]) >= 2
+            ),
+        )
         last_id = first[-1].id
         # Stay away until the task has finished, so everything after last_id is "missed".
-        wait_until(lambda: client.get(f"/api/v1/tasks/{task['id']}/progress/").json()["state"]
-                   == "completed", 180, "task completion")
-        _, second = read_events(client, stream_url(task["id"]),
-                                headers={"Last-Event-ID": last_id})
+        wait_until(
+            lambda: client.get(f"/api/v1/tasks/{task['id']}/progress/").json()["state"] == "completed",
+            180,
+            "task completion",
+        )
+        _, second = read_events(client, stream_url(task["id"]), headers={"Last-Event-ID": last_id})
     assert second[0].event == "progress" and second[0].id == ""  # snapshot, no id
     replayed = second[1:]
     numbers = [event_number(e.id) for e in replayed]
-    assert numbers == list(range(event_number(last_id) + 1, event_number(last_id) + 1
-                                 + len(numbers)))
+    assert numbers == list(range(event_number(last_id) + 1, event_number(last_id) + 1 + len(numbers)))
     states = [p["state"] for p in payloads(first[1:] + replayed)]
     assert states[-1] == "completed" and "processing" in states
     assert replayed[-1].event == "complete"
@@ -95,9 +97,8 @@ def test_polyfill_last_event_id_query_parameter_resumes_too(live, long_audio):  
     with live.client(token, timeout=120) as client:
         _, events = read_events(client, stream_url(task["id"]), timeout=180)
         middle = events[len(events) // 2]
-        _, resumed = read_events(client, stream_url(task["id"])
-                                 + f"?lastEventId={middle.id}")
-    expected = [e.id for e in events[events.index(middle) + 1:]]
+        _, resumed = read_events(client, stream_url(task["id"]) + f"?lastEventId={middle.id}")
+    expected = [e.id for e in events[events.index(middle) + 1 :]]
     assert [e.id for e in resumed[1:]] == expected
 
 
@@ -105,17 +106,15 @@ def test_cancel_during_processing_ends_stream_with_cancelled(live, long_audio): 
     token = live.token("alice")
     task = live.create_task(token, long_audio["id"])
     with live.client(token, timeout=60) as client:
-        def processing(evs) -> bool:
-            return any(p["state"] == "processing" and p["progress"] > 0
-                       for p in payloads(evs, "progress"))
 
-        with httpx.Client(base_url=live.base_url, timeout=60,
-                          headers={"Authorization": f"Bearer {token}"}) as streamer:
+        def processing(evs) -> bool:
+            return any(p["state"] == "processing" and p["progress"] > 0 for p in payloads(evs, "progress"))
+
+        with httpx.Client(base_url=live.base_url, timeout=60, headers={"Authorization": f"Bearer {token}"}) as streamer:
             _, seen = read_events(streamer, stream_url(task["id"]), until=processing)
             resp = client.post(f"/api/v1/tasks/{task['id']}/cancel/")
             assert resp.status_code == 200, resp.text
-            _, rest = read_events(streamer, stream_url(task["id"]),
-                                  headers={"Last-Event-ID": seen[-1].id})
+            _, rest = read_events(streamer, stream_url(task["id"]), headers={"Last-Event-ID": seen[-1].id})
         assert rest[-1].event == "complete"
         assert payloads(rest[-1:])[0]["state"] == "cancelled"
         assert client.get(f"/api/v1/tasks/{task['id']}/").json()["state"] == "cancelled"
@@ -132,8 +131,9 @@ def test_stream_auth_errors_are_real_statuses_with_json(live, long_audio):  # no
         assert resp.status_code == 401
         resp = anon.get(url, headers={"Authorization": f"Bearer {expired_token()}"})
         assert resp.status_code == 401
-        assert "expired" in resp.json()["error"]["message"].lower() or \
-            "invalid" in resp.json()["error"]["message"].lower()
+        assert (
+            "expired" in resp.json()["error"]["message"].lower() or "invalid" in resp.json()["error"]["message"].lower()
+        )
     with live.client(live.token("bob")) as bob:
         assert bob.get(url).status_code == 404
         assert bob.get(stream_url("task_doesnotexist")).status_code == 404
@@ -162,8 +162,11 @@ def test_finished_task_stream_sends_snapshot_and_complete_then_closes(live, tmp_
     audio = live.upload(token, path)
     task = live.create_task(token, audio["id"])
     with live.client(token, timeout=60) as client:
-        wait_until(lambda: client.get(f"/api/v1/tasks/{task['id']}/progress/").json()["state"]
-                   == "completed", 60, "task completion")
+        wait_until(
+            lambda: client.get(f"/api/v1/tasks/{task['id']}/progress/").json()["state"] == "completed",
+            60,
+            "task completion",
+        )
         resp = client.get(stream_url(task["id"]))
         assert resp.headers["cache-control"] == "no-cache"
         assert resp.headers["x-accel-buffering"] == "no"

@@ -234,7 +234,7 @@ def test_failed_or_partial_writes_end_the_stream_and_lose_or_repeat_nothing(path
                 for _ in range(rng.randint(1, 8)):
                     eid += 1
                     kind = COMPLETE if eid == EVENTS else PROGRESS
-                    burst.append(LogEvent("task-x", eid, kind, '{"n": %d}' % eid))
+                    burst.append(LogEvent("task-x", eid, kind, f'{{"n": {eid}}}'))
                     if eid == EVENTS:
                         break
                 hub.dispatch(burst)

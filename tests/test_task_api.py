@@ -34,9 +34,7 @@ def test_create_returns_201_with_task_id_and_default_kind(auth_client, user, mak
     assert task.owner == user
 
 
-def test_create_enqueues_the_job_once_committed(
-    auth_client, user, make_audio, django_capture_on_commit_callbacks
-):
+def test_create_enqueues_the_job_once_committed(auth_client, user, make_audio, django_capture_on_commit_callbacks):
     audio = make_audio(user)
     with django_capture_on_commit_callbacks(execute=True):
         body = auth_client(user).post(URL, {"audio_file": audio.pk}, format="json").json()
@@ -47,24 +45,25 @@ def test_create_enqueues_the_job_once_committed(
 def test_create_with_options_keeps_them(auth_client, user, make_audio):
     audio = make_audio(user)
     response = auth_client(user).post(
-        URL, {"audio_file": audio.pk, "kind": "analyze",
-              "options": {"silence_threshold_db": -40}}, format="json")
+        URL, {"audio_file": audio.pk, "kind": "analyze", "options": {"silence_threshold_db": -40}}, format="json"
+    )
     assert response.status_code == 201, response.content
     assert response.json()["options"]["silence_threshold_db"] == -40
 
 
-@pytest.mark.parametrize("payload, field, code", [
-    ({"kind": "transmogrify"}, "kind", "invalid_choice"),
-    ({"options": {"silence_threshold_db": "loud"}}, "options.silence_threshold_db", "invalid"),
-    ({"options": {"silence_threshold_db": 5}}, "options.silence_threshold_db", "invalid"),
-    ({"options": {"bogus": 1}}, "options.bogus", "invalid"),
-    ({"options": [1, 2]}, "options", "not_a_dict"),
-    ({"colour": "red"}, "colour", "unknown_field"),
-    ({"audio_file": "abc"}, "audio_file", "invalid"),
-])
-def test_bad_create_input_is_400_naming_the_field(
-    auth_client, user, make_audio, payload, field, code
-):
+@pytest.mark.parametrize(
+    "payload, field, code",
+    [
+        ({"kind": "transmogrify"}, "kind", "invalid_choice"),
+        ({"options": {"silence_threshold_db": "loud"}}, "options.silence_threshold_db", "invalid"),
+        ({"options": {"silence_threshold_db": 5}}, "options.silence_threshold_db", "invalid"),
+        ({"options": {"bogus": 1}}, "options.bogus", "invalid"),
+        ({"options": [1, 2]}, "options", "not_a_dict"),
+        ({"colour": "red"}, "colour", "unknown_field"),
+        ({"audio_file": "abc"}, "audio_file", "invalid"),
+    ],
+)
+def test_bad_create_input_is_400_naming_the_field(auth_client, user, make_audio, payload, field, code):
     data = {"audio_file": make_audio(user).pk, **payload}
     error = assert_error(auth_client(user).post(URL, data, format="json"), 400, code)
     assert error["field"] == field
@@ -109,17 +108,21 @@ def test_list_filters_by_state(auth_client, user, make_task):
 
 
 def test_list_with_invalid_state_is_400(auth_client, user):
-    error = assert_error(auth_client(user).get(URL, {"state": "sleeping"}), 400,
-                         "invalid_choice")
+    error = assert_error(auth_client(user).get(URL, {"state": "sleeping"}), 400, "invalid_choice")
     assert error["field"] == "state"
 
 
-@pytest.mark.parametrize("method, suffix", [
-    ("get", ""), ("get", "progress/"), ("post", "cancel/"), ("post", "retry/"), ("delete", ""),
-])
-def test_other_users_task_is_404_everywhere(
-    auth_client, user, other_user, make_task, method, suffix
-):
+@pytest.mark.parametrize(
+    "method, suffix",
+    [
+        ("get", ""),
+        ("get", "progress/"),
+        ("post", "cancel/"),
+        ("post", "retry/"),
+        ("delete", ""),
+    ],
+)
+def test_other_users_task_is_404_everywhere(auth_client, user, other_user, make_task, method, suffix):
     task = make_task(other_user, state="failed")
     response = getattr(auth_client(user), method)(f"{URL}{task.pk}/{suffix}")
     assert_error(response, 404, "not_found")
@@ -158,8 +161,7 @@ def test_cancel_processing_task(auth_client, user, make_task):
 
 def test_cancel_completed_task_is_409(auth_client, user, make_task):
     task = make_task(user, state="completed")
-    error = assert_error(auth_client(user).post(f"{URL}{task.pk}/cancel/"), 409,
-                         "illegal_transition")
+    error = assert_error(auth_client(user).post(f"{URL}{task.pk}/cancel/"), 409, "illegal_transition")
     assert "completed" in error["message"]
     assert Task.objects.get(pk=task.pk).state == "completed"
 

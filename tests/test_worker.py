@@ -24,8 +24,7 @@ pytestmark = pytest.mark.django_db
 
 def store(owner: Any, path: Path) -> Any:
     """Upload a file through the service."""
-    return services.audio_file_create(
-        owner=owner, upload=SimpleUploadedFile(path.name, path.read_bytes()))
+    return services.audio_file_create(owner=owner, upload=SimpleUploadedFile(path.name, path.read_bytes()))
 
 
 def run(task: Task) -> Task:
@@ -34,7 +33,8 @@ def run(task: Task) -> Task:
     done = Task.objects.get(pk=task.id)
     # The job's return value (its result's) says what became of the task.
     expected = {Task.State.COMPLETED: jobs.COMPLETED, Task.State.FAILED: jobs.FAILED}.get(
-        done.state, jobs.STOPPED if done.started_at else jobs.SKIPPED)
+        done.state, jobs.STOPPED if done.started_at else jobs.SKIPPED
+    )
     assert outcome == expected, (outcome, done.state)
     return done
 
@@ -60,9 +60,7 @@ def test_five_formats_are_analysed_to_the_true_duration(user, tmp_path, fmt):
     assert waveform["length"] * 2 == len(waveform["data"])
 
 
-def test_an_exception_in_processing_fails_the_task_and_logs_the_details(
-    user, make_audio, monkeypatch, caplog
-):
+def test_an_exception_in_processing_fails_the_task_and_logs_the_details(user, make_audio, monkeypatch, caplog):
     task = services.task_create(owner=user, audio_file_id=make_audio(user).pk)
 
     def explode(*args: Any) -> dict:
@@ -102,9 +100,9 @@ def test_a_file_corrupted_after_upload_fails_with_a_readable_error(user, tmp_pat
     assert done.error and "Traceback" not in done.error
 
 
-def test_retry_of_a_failed_task_runs_it_again_and_counts_attempts(user, make_audio,
-                                                                  monkeypatch):
+def test_retry_of_a_failed_task_runs_it_again_and_counts_attempts(user, make_audio, monkeypatch):
     task = services.task_create(owner=user, audio_file_id=make_audio(user).pk)
+
     def no_disk(*args: Any) -> dict:
         raise OSError("disk full")
 
@@ -196,8 +194,7 @@ def test_illegal_transitions_are_refused(user, make_audio):
     assert Task.objects.get(pk=task.id).state == Task.State.CANCELLED
 
 
-def test_every_committed_change_is_stored_for_the_stream_and_a_rollback_stores_none(
-        user, make_audio):
+def test_every_committed_change_is_stored_for_the_stream_and_a_rollback_stores_none(user, make_audio):
     task = services.task_create(owner=user, audio_file_id=make_audio(user).pk)
     events = StoredEvent.objects.filter(channel=task.channel).exclude(eid=0)
     assert [e.type for e in events] == ["progress"]
@@ -214,8 +211,7 @@ def test_every_committed_change_is_stored_for_the_stream_and_a_rollback_stores_n
         jobs.ProgressReporter(task.id, 0).flush()
 
 
-def test_a_job_superseded_by_cancel_and_retry_has_its_writes_refused(user, make_audio,
-                                                                     media_files):
+def test_a_job_superseded_by_cancel_and_retry_has_its_writes_refused(user, make_audio, media_files):
     task = services.task_create(owner=user, audio_file_id=make_audio(user).pk)
     first = services.task_start(task_id=task.id)
     services.task_cancel(task_id=task.id)
@@ -226,14 +222,14 @@ def test_a_job_superseded_by_cancel_and_retry_has_its_writes_refused(user, make_
     with pytest.raises(Cancelled):
         stale(0.9, "analyze")  # the first job's progress lands nowhere...
     assert not services.task_heartbeat(task_id=task.id, attempt=first.attempts)
-    assert services.task_complete(task_id=task.id, attempt=first.attempts,
-                                  result={"stale": True}) is None
+    assert services.task_complete(task_id=task.id, attempt=first.attempts, result={"stale": True}) is None
     assert services.task_fail(task_id=task.id, attempt=first.attempts, error="x") is None
     now = Task.objects.get(pk=task.id)
     assert (now.state, now.progress, now.result) == (Task.State.PROCESSING, 0.0, None)
     # ...while the second attempt's does.
-    assert services.task_report_progress(task_id=task.id, attempt=second.attempts,
-                                         progress=50, stage="analyze", estimated_time=1)
+    assert services.task_report_progress(
+        task_id=task.id, attempt=second.attempts, progress=50, stage="analyze", estimated_time=1
+    )
     jobs.process(first)  # the whole first job, run late: refused at its first write
     assert Task.objects.get(pk=task.id).attempts == 2
     assert not [f for f in media_files() if "/artifacts/" in str(f)]

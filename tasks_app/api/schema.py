@@ -9,10 +9,10 @@ from drf_spectacular.contrib.rest_framework_simplejwt import SimpleJWTScheme
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.plumbing import ResolvedComponent
 from rest_framework.views import APIView
-from .authentication import JWTAuthentication
 
-from ..sse import TOKEN_COOKIE
 from ..progress import TaskProgressSerializer
+from ..sse import TOKEN_COOKIE
+from .authentication import JWTAuthentication
 from .serializers import ErrorSerializer, StreamErrorSerializer, StrictSerializer
 
 SSE_TAG = "SSE"
@@ -69,18 +69,39 @@ class BearerJWTScheme(SimpleJWTScheme):
 def _parameters(per_task: bool) -> list[dict[str, Any]]:
     params: list[dict[str, Any]] = []
     if per_task:
-        params.append({"name": "task_id", "in": "path", "required": True,
-                       "schema": {"type": "string"},
-                       "description": "The task id (starts with `task_`)."})
+        params.append(
+            {
+                "name": "task_id",
+                "in": "path",
+                "required": True,
+                "schema": {"type": "string"},
+                "description": "The task id (starts with `task_`).",
+            }
+        )
     params += [
-        {"name": "Last-Event-ID", "in": "header", "required": False, "schema": {"type": "string"},
-         "description": "Id of the last event received; the stream replays what came after."},
-        {"name": "lastEventId", "in": "query", "required": False, "schema": {"type": "string"},
-         "description": "Same as the `Last-Event-ID` header (what `event-source-polyfill` sends)."},
-        {"name": "ticket", "in": "query", "required": False, "schema": {"type": "string"},
-         "description": "A short-lived, single-use stream ticket instead of a bearer token "
-                        "(`POST /api/v1/auth/stream-ticket/`), issued for "
-                        f"{'this task' if per_task else 'this stream (no `task_id`)'}."},
+        {
+            "name": "Last-Event-ID",
+            "in": "header",
+            "required": False,
+            "schema": {"type": "string"},
+            "description": "Id of the last event received; the stream replays what came after.",
+        },
+        {
+            "name": "lastEventId",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "string"},
+            "description": "Same as the `Last-Event-ID` header (what `event-source-polyfill` sends).",
+        },
+        {
+            "name": "ticket",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "string"},
+            "description": "A short-lived, single-use stream ticket instead of a bearer token "
+            "(`POST /api/v1/auth/stream-ticket/`), issued for "
+            f"{'this task' if per_task else 'this stream (no `task_id`)'}.",
+        },
     ]
     return params
 
@@ -102,11 +123,14 @@ def _operation(per_task: bool) -> dict[str, Any]:
         "responses": {
             "200": {
                 "description": EVENTS_TEXT,
-                "content": {"text/event-stream": {
-                    "schema": event_schema(),
-                    "x-sse-events": {event: {"$ref": f"#/components/schemas/{name}"}
-                                     for event, name in EVENT_DATA.items()},
-                }},
+                "content": {
+                    "text/event-stream": {
+                        "schema": event_schema(),
+                        "x-sse-events": {
+                            event: {"$ref": f"#/components/schemas/{name}"} for event, name in EVENT_DATA.items()
+                        },
+                    }
+                },
             },
             "204": {"description": "The client already received `complete`: stop reconnecting."},
             **{code: {"description": text, "content": error} for code, text in ERRORS.items()},
@@ -120,12 +144,18 @@ def event_schema() -> dict[str, Any]:
     Before Open API 3.2 a `text/event-stream` schema describes each event; `data` is a string
     whose JSON the `contentMediaType` / `contentSchema` keywords describe.
     """
+
     def variant(events: list[str], component: str) -> dict[str, Any]:
-        return {"properties": {
-            "event": {"type": "string", "enum": events},
-            "data": {"type": "string", "contentMediaType": "application/json",
-                     "contentSchema": {"$ref": f"#/components/schemas/{component}"}},
-        }}
+        return {
+            "properties": {
+                "event": {"type": "string", "enum": events},
+                "data": {
+                    "type": "string",
+                    "contentMediaType": "application/json",
+                    "contentSchema": {"$ref": f"#/components/schemas/{component}"},
+                },
+            }
+        }
 
     by_component: dict[str, list[str]] = {}
     for event, component in EVENT_DATA.items():
@@ -163,8 +193,9 @@ def add_sse_endpoints(result: dict[str, Any], generator: Any, **kwargs: Any) -> 
     for serializer in (TaskProgressSerializer, ErrorSerializer, StreamErrorSerializer):
         _register(generator, serializer)
     for name, (identity, scheme) in SECURITY_SCHEMES.items():
-        generator.registry.register_on_missing(ResolvedComponent(
-            name=name, type=ResolvedComponent.SECURITY_SCHEMA, object=identity, schema=scheme))
+        generator.registry.register_on_missing(
+            ResolvedComponent(name=name, type=ResolvedComponent.SECURITY_SCHEMA, object=identity, schema=scheme)
+        )
     components = result.setdefault("components", {})
     for kind, entries in generator.registry.build({}).items():
         for name, schema in entries.items():

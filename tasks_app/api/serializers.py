@@ -24,8 +24,7 @@ class StrictSerializer(serializers.Serializer):
             unknown = sorted(set(data.keys()) - set(self.fields))
             if unknown:
                 raise serializers.ValidationError(
-                    {name: [serializers.ErrorDetail("Unknown field.", code="unknown_field")]
-                     for name in unknown}
+                    {name: [serializers.ErrorDetail("Unknown field.", code="unknown_field")] for name in unknown}
                 )
         return super().to_internal_value(data)
 
@@ -42,18 +41,25 @@ class ErrorSerializer(serializers.Serializer):
     """The body of every error response, from the REST API and the streams alike."""
 
     error = ErrorDetailSerializer()
-    detail = serializers.CharField(required=False, help_text=(
-        "The message again, for DRF-style clients (REST responses only)."))
+    detail = serializers.CharField(
+        required=False, help_text=("The message again, for DRF-style clients (REST responses only).")
+    )
 
 
 class StreamErrorSerializer(serializers.Serializer):
     """Data of the SSE `error` event, the stream's last event before it ends."""
 
-    code = serializers.ChoiceField(choices=[
-        ("deleted", "The task or its audio file was deleted; a reconnect gets 404."),
-        ("unauthenticated", "The token expired or the user was deactivated or deleted; "
-                            "reconnect with fresh credentials and Last-Event-ID."),
-    ], help_text="`deleted` or `unauthenticated`.")
+    code = serializers.ChoiceField(
+        choices=[
+            ("deleted", "The task or its audio file was deleted; a reconnect gets 404."),
+            (
+                "unauthenticated",
+                "The token expired or the user was deactivated or deleted; "
+                "reconnect with fresh credentials and Last-Event-ID.",
+            ),
+        ],
+        help_text="`deleted` or `unauthenticated`.",
+    )
     message = serializers.CharField(help_text="A readable sentence.")
 
 
@@ -62,8 +68,18 @@ class AudioFileSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = AudioFile
-        fields = ["id", "original_name", "size", "format", "codec", "duration", "sample_rate",
-                  "channels", "bit_rate", "created_at"]
+        fields = [
+            "id",
+            "original_name",
+            "size",
+            "format",
+            "codec",
+            "duration",
+            "sample_rate",
+            "channels",
+            "bit_rate",
+            "created_at",
+        ]
         read_only_fields = fields
 
 
@@ -84,10 +100,28 @@ class TaskSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Task
-        fields = ["id", "audio_file", "kind", "options", "state", "progress", "stage",
-                  "estimated_time", "result", "error", "attempts", "created_at", "updated_at",
-                  "started_at", "finished_at", "progress_url", "stream_url",
-                  "waveform_json_url", "waveform_png_url", "output_url"]
+        fields = [
+            "id",
+            "audio_file",
+            "kind",
+            "options",
+            "state",
+            "progress",
+            "stage",
+            "estimated_time",
+            "result",
+            "error",
+            "attempts",
+            "created_at",
+            "updated_at",
+            "started_at",
+            "finished_at",
+            "progress_url",
+            "stream_url",
+            "waveform_json_url",
+            "waveform_png_url",
+            "output_url",
+        ]
         read_only_fields = fields
 
     @extend_schema_field(OpenApiTypes.URI)
@@ -144,8 +178,7 @@ class TaskCreateSerializer(StrictSerializer):
     """Input of `POST tasks/`: which audio file, which processor, with which options."""
 
     audio_file = serializers.IntegerField(min_value=1, help_text="Id of an uploaded audio file.")
-    kind = serializers.ChoiceField(choices=[DEFAULT_KIND], default=DEFAULT_KIND,
-                                   help_text="The processor to run.")
+    kind = serializers.ChoiceField(choices=[DEFAULT_KIND], default=DEFAULT_KIND, help_text="The processor to run.")
     options = serializers.DictField(default=dict, help_text="Options of the processor.")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -153,25 +186,25 @@ class TaskCreateSerializer(StrictSerializer):
         # Read the registry per instance, never at import time.
         self.fields["kind"].choices = kind_choices()
         self.fields["kind"].help_text = "The processor to run: " + "; ".join(
-            f"`{kind}`: {text}" for kind, text in kind_choices())
+            f"`{kind}`: {text}" for kind, text in kind_choices()
+        )
         self.fields["options"].help_text = options_help()
 
 
 class TaskListQuerySerializer(serializers.Serializer):
     """Query parameters of `GET tasks/` (paging parameters belong to the paginator)."""
 
-    state = serializers.ChoiceField(choices=Task.State.choices, required=False,
-                                    help_text="Only tasks in this state.")
+    state = serializers.ChoiceField(choices=Task.State.choices, required=False, help_text="Only tasks in this state.")
 
     def to_internal_value(self, data: Any) -> Any:
         """Refuse `?state=` and a repeated `state`, which DRF would drop or cut to one."""
         values = data.getlist("state") if hasattr(data, "getlist") else [data.get("state")]
         if len(values) > 1:
-            raise serializers.ValidationError(
-                {"state": [serializers.ErrorDetail("Give one state.", code="repeated")]})
+            raise serializers.ValidationError({"state": [serializers.ErrorDetail("Give one state.", code="repeated")]})
         if values and values[0] == "":
             raise serializers.ValidationError(
-                {"state": [serializers.ErrorDetail("This field may not be blank.", code="blank")]})
+                {"state": [serializers.ErrorDetail("This field may not be blank.", code="blank")]}
+            )
         return super().to_internal_value(data)
 
 
@@ -179,9 +212,11 @@ class StreamTicketRequestSerializer(StrictSerializer):
     """Input of `POST auth/stream-ticket/`: the task to stream, or none for all tasks."""
 
     # Blank means omitted, the same whether it comes as form data or as JSON.
-    task_id = serializers.CharField(required=False, allow_blank=True, help_text=(
-        "The task whose stream the ticket opens; omit (or leave blank) for "
-        "`GET sse/tasks/progress`."))
+    task_id = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        help_text=("The task whose stream the ticket opens; omit (or leave blank) for `GET sse/tasks/progress`."),
+    )
 
 
 class StreamTicketSerializer(serializers.Serializer):
@@ -239,7 +274,8 @@ class StorageUsageSerializer(serializers.Serializer):
     quota_bytes = serializers.IntegerField(allow_null=True, help_text="`STORAGE_QUOTA_MB`; null: none.")
     available_bytes = serializers.IntegerField(allow_null=True, help_text="Room left under the quota.")
     task_output_max_bytes = serializers.IntegerField(
-        allow_null=True, help_text="Largest output one task may write (`TASK_OUTPUT_MAX_MB`).")
+        allow_null=True, help_text="Largest output one task may write (`TASK_OUTPUT_MAX_MB`)."
+    )
 
 
 class MeSerializer(serializers.Serializer):

@@ -20,9 +20,9 @@ from ..metrics import SSE_STREAM_CONNECTS
 from ..sse import TOKEN_COOKIE, Credentials, StreamOpening, authenticate_user_stream, open_task_stream, open_user_stream
 from ..streams import seam
 from ..streams.hub import Channel, Hub, get_hub
-from ..streams.pool import run_db
 from ..streams.names import task_channel, user_channel
 from ..streams.outlet import Outlet
+from ..streams.pool import run_db
 from ..streams.seam import sse_stream
 from .exceptions import error_body
 

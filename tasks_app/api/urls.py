@@ -2,12 +2,12 @@
 
 from django.urls import path, re_path
 
+from ..webhooks.views import TaskDeliveriesView, WebhookEndpointViewSet
 from . import schema  # noqa: F401 - registers the bearerAuth OpenAPI extension
 from .routers import ApiRouter
 from .streams import task_progress_stream, tasks_progress_stream
 from .tokens import LogoutView, TokenObtainPairView, TokenRefreshView, TokenVerifyView
 from .views import AudioFileViewSet, MeView, StreamCookieView, StreamTicketView, TaskViewSet
-from ..webhooks.views import TaskDeliveriesView, WebhookEndpointViewSet
 
 router = ApiRouter(trailing_slash=True)
 router.register("audio", AudioFileViewSet, basename="audio")

@@ -10,8 +10,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.views import defaults
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import (OpenApiParameter, OpenApiResponse, extend_schema,
-                                   extend_schema_view)
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.negotiation import DefaultContentNegotiation
@@ -32,10 +31,18 @@ from ..sse import TOKEN_COOKIE
 from .authentication import JWTAuthentication
 from .exceptions import error_body
 from .parsers import JSONParser
-from .serializers import (AudioFileSerializer, AudioUploadSerializer, ErrorSerializer, MeSerializer,
-                          StreamTicketRequestSerializer, StreamTicketSerializer,
-                          TaskCreateSerializer, TaskListQuerySerializer, TaskSerializer,
-                          WaveformSerializer)
+from .serializers import (
+    AudioFileSerializer,
+    AudioUploadSerializer,
+    ErrorSerializer,
+    MeSerializer,
+    StreamTicketRequestSerializer,
+    StreamTicketSerializer,
+    TaskCreateSerializer,
+    TaskListQuerySerializer,
+    TaskSerializer,
+    WaveformSerializer,
+)
 
 SSE_COOKIE_PATH = "/api/v1/sse/"
 
@@ -45,11 +52,10 @@ ERROR_TEXT = {
     404: "Unknown id, or an object the caller does not own.",
     409: "The object's state does not allow this.",
     413: "The request body is larger than the upload limit (`too_large`), refused before it "
-         "is read; or the file would pass your storage quota (`quota_exceeded`).",
+    "is read; or the file would pass your storage quota (`quota_exceeded`).",
     415: "Unsupported media type.",
 }
-PAGE_NOT_FOUND = OpenApiResponse(ErrorSerializer, description=(
-    "`page` is past the last page or not a page number."))
+PAGE_NOT_FOUND = OpenApiResponse(ErrorSerializer, description=("`page` is past the last page or not a page number."))
 
 
 def errors(*codes: int) -> dict[int, OpenApiResponse]:
@@ -57,42 +63,65 @@ def errors(*codes: int) -> dict[int, OpenApiResponse]:
     return {code: OpenApiResponse(ErrorSerializer, description=ERROR_TEXT[code]) for code in codes}
 
 
-TASK_ID = OpenApiParameter("task_id", OpenApiTypes.STR, OpenApiParameter.PATH,
-                           description="The task id (starts with `task_`).")
+TASK_ID = OpenApiParameter(
+    "task_id", OpenApiTypes.STR, OpenApiParameter.PATH, description="The task id (starts with `task_`)."
+)
 ARTIFACT_ERRORS = {
-    404: OpenApiResponse(ErrorSerializer, description=(
-        "Unknown task, a task the caller does not own, or a completed task without this "
-        "artifact (`error.message` names what is missing).")),
-    409: OpenApiResponse(ErrorSerializer, description=(
-        "The task is not completed (`not_ready`); artifacts exist once it is.")),
+    404: OpenApiResponse(
+        ErrorSerializer,
+        description=(
+            "Unknown task, a task the caller does not own, or a completed task without this "
+            "artifact (`error.message` names what is missing)."
+        ),
+    ),
+    409: OpenApiResponse(
+        ErrorSerializer, description=("The task is not completed (`not_ready`); artifacts exist once it is.")
+    ),
     # Every file answers HEAD, one `Range` and conditional requests (tasks_app/downloads.py).
-    206: OpenApiResponse(OpenApiTypes.BINARY, description=(
-        "The one byte range asked for with `Range: bytes=…` (`Content-Range` says which); "
-        "several ranges, or an `If-Range` naming another version, get the whole file.")),
-    304: OpenApiResponse(description=(
-        "Not modified: `If-None-Match` names the file's `ETag`, or `If-Modified-Since` is not "
-        "older than its `Last-Modified`.")),
-    412: OpenApiResponse(ErrorSerializer, description=(
-        "`If-Match` or `If-Unmodified-Since` names another version (`precondition_failed`).")),
-    416: OpenApiResponse(ErrorSerializer, description=(
-        "The `Range` starts past the end of the file (`range_not_satisfiable`; "
-        "`Content-Range: bytes */<size>`).")),
+    206: OpenApiResponse(
+        OpenApiTypes.BINARY,
+        description=(
+            "The one byte range asked for with `Range: bytes=…` (`Content-Range` says which); "
+            "several ranges, or an `If-Range` naming another version, get the whole file."
+        ),
+    ),
+    304: OpenApiResponse(
+        description=(
+            "Not modified: `If-None-Match` names the file's `ETag`, or `If-Modified-Since` is not "
+            "older than its `Last-Modified`."
+        )
+    ),
+    412: OpenApiResponse(
+        ErrorSerializer,
+        description=("`If-Match` or `If-Unmodified-Since` names another version (`precondition_failed`)."),
+    ),
+    416: OpenApiResponse(
+        ErrorSerializer,
+        description=(
+            "The `Range` starts past the end of the file (`range_not_satisfiable`; `Content-Range: bytes */<size>`)."
+        ),
+    ),
 }
 
 
 class ServeFileNegotiation(DefaultContentNegotiation):
     """Serve the file whatever `Accept` says (`image/png`, `audio/*`); errors are JSON."""
 
-    def select_renderer(self, request: Request, renderers: list[BaseRenderer],
-                        format_suffix: str | None = None) -> tuple[BaseRenderer, str]:
+    def select_renderer(
+        self, request: Request, renderers: list[BaseRenderer], format_suffix: str | None = None
+    ) -> tuple[BaseRenderer, str]:
         """The first renderer (JSON): it only ever renders the error bodies."""
         return renderers[0], renderers[0].media_type
 
 
 # The file actions answer with a plain Django response, which DRF passes through unrendered.
-FILE_ACTION = {"detail": True, "methods": ["get"], "serves_file": True,
-               "renderer_classes": [JSONRenderer],
-               "content_negotiation_class": ServeFileNegotiation}
+FILE_ACTION = {
+    "detail": True,
+    "methods": ["get"],
+    "serves_file": True,
+    "renderer_classes": [JSONRenderer],
+    "content_negotiation_class": ServeFileNegotiation,
+}
 
 
 def serve(request: Request, artifact: selectors.Artifact, *, attachment: bool = False) -> HttpResponseBase:
@@ -102,36 +131,45 @@ def serve(request: Request, artifact: selectors.Artifact, *, attachment: bool = 
     except FileNotFoundError:
         # The task was deleted since the selector looked: the same 404 as a moment later.
         raise NotFound(f"{artifact.filename} no longer exists.", field="task_id") from None
-    return file_response(request, stored, filename=artifact.filename, content_type=artifact.content_type,
-                         attachment=attachment)
+    return file_response(
+        request, stored, filename=artifact.filename, content_type=artifact.content_type, attachment=attachment
+    )
 
 
-AUDIO_ID = OpenApiParameter("id", OpenApiTypes.INT, OpenApiParameter.PATH,
-                            description="The audio file id.")
+AUDIO_ID = OpenApiParameter("id", OpenApiTypes.INT, OpenApiParameter.PATH, description="The audio file id.")
 
 
 @extend_schema_view(
-    list=extend_schema(summary="List your audio files",
-                       responses={200: AudioFileSerializer, **errors(400, 401),
-                                  404: PAGE_NOT_FOUND}),
-    retrieve=extend_schema(summary="Show an audio file", parameters=[AUDIO_ID],
-                           responses={200: AudioFileSerializer, **errors(401, 404)}),
+    list=extend_schema(
+        summary="List your audio files", responses={200: AudioFileSerializer, **errors(400, 401), 404: PAGE_NOT_FOUND}
+    ),
+    retrieve=extend_schema(
+        summary="Show an audio file", parameters=[AUDIO_ID], responses={200: AudioFileSerializer, **errors(401, 404)}
+    ),
     create=extend_schema(
         summary="Upload an audio file",
         description="Multipart field `file`. The file is probed (format, duration, sample rate, "
-                    "channels) and fully decoded at its tail; non-audio, truncated or empty "
-                    "files, and audio longer than the duration or sample limits (`too_long`, "
-                    "`too_many_samples`) are refused with 400, a body over the size limit with "
-                    "413 before it is read; nothing is kept.",
+        "channels) and fully decoded at its tail; non-audio, truncated or empty "
+        "files, and audio longer than the duration or sample limits (`too_long`, "
+        "`too_many_samples`) are refused with 400, a body over the size limit with "
+        "413 before it is read; nothing is kept.",
         request={"multipart/form-data": AudioUploadSerializer},
         responses={201: AudioFileSerializer, **errors(400, 401, 413, 415)},
     ),
-    destroy=extend_schema(summary="Delete an audio file and its finished tasks",
-                          parameters=[AUDIO_ID],
-                          responses={204: None, **errors(401, 404), 409: OpenApiResponse(
-                              ErrorSerializer, description=(
-                                  "A pending or processing task uses the file (`in_use`): cancel or "
-                                  "delete that task first."))}),
+    destroy=extend_schema(
+        summary="Delete an audio file and its finished tasks",
+        parameters=[AUDIO_ID],
+        responses={
+            204: None,
+            **errors(401, 404),
+            409: OpenApiResponse(
+                ErrorSerializer,
+                description=(
+                    "A pending or processing task uses the file (`in_use`): cancel or delete that task first."
+                ),
+            ),
+        },
+    ),
 )
 class AudioFileViewSet(viewsets.GenericViewSet):
     """Upload, list, show and delete the caller's audio files."""
@@ -157,8 +195,7 @@ class AudioFileViewSet(viewsets.GenericViewSet):
         """Probe and store one uploaded audio file."""
         upload = AudioUploadSerializer(data=request.data)
         upload.is_valid(raise_exception=True)
-        audio = services.audio_file_create(owner=request.user,
-                                           upload=upload.validated_data["file"])
+        audio = services.audio_file_create(owner=request.user, upload=upload.validated_data["file"])
         return Response(AudioFileSerializer(audio).data, status=status.HTTP_201_CREATED)
 
     def retrieve(self, request: Request, **kwargs: str) -> Response:
@@ -174,15 +211,20 @@ class AudioFileViewSet(viewsets.GenericViewSet):
 
 
 @extend_schema_view(
-    list=extend_schema(summary="List your tasks", parameters=[TaskListQuerySerializer],
-                       responses={200: TaskSerializer, **errors(400, 401), 404: PAGE_NOT_FOUND}),
-    create=extend_schema(summary="Create a task on an uploaded audio file",
-                         request=TaskCreateSerializer,
-                         responses={201: TaskSerializer, **errors(400, 401, 404)}),
-    retrieve=extend_schema(summary="Show a task", parameters=[TASK_ID],
-                           responses={200: TaskSerializer, **errors(401, 404)}),
-    destroy=extend_schema(summary="Delete a task", parameters=[TASK_ID],
-                          responses={204: None, **errors(401, 404)}),
+    list=extend_schema(
+        summary="List your tasks",
+        parameters=[TaskListQuerySerializer],
+        responses={200: TaskSerializer, **errors(400, 401), 404: PAGE_NOT_FOUND},
+    ),
+    create=extend_schema(
+        summary="Create a task on an uploaded audio file",
+        request=TaskCreateSerializer,
+        responses={201: TaskSerializer, **errors(400, 401, 404)},
+    ),
+    retrieve=extend_schema(
+        summary="Show a task", parameters=[TASK_ID], responses={200: TaskSerializer, **errors(401, 404)}
+    ),
+    destroy=extend_schema(summary="Delete a task", parameters=[TASK_ID], responses={204: None, **errors(401, 404)}),
 )
 class TaskViewSet(viewsets.GenericViewSet):
     """Create, list, show, cancel, retry and delete the caller's processing tasks."""
@@ -211,8 +253,10 @@ class TaskViewSet(viewsets.GenericViewSet):
         data = TaskCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         task = services.task_create(
-            owner=request.user, audio_file_id=data.validated_data["audio_file"],
-            kind=data.validated_data["kind"], options=data.validated_data["options"],
+            owner=request.user,
+            audio_file_id=data.validated_data["audio_file"],
+            kind=data.validated_data["kind"],
+            options=data.validated_data["options"],
         )
         return Response(self._out(task), status=status.HTTP_201_CREATED)
 
@@ -226,25 +270,35 @@ class TaskViewSet(viewsets.GenericViewSet):
         services.task_delete(task_id=task.id)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
-    @extend_schema(summary="Cancel a pending or processing task", request=None,
-                   parameters=[TASK_ID], responses={200: TaskSerializer, **errors(401, 404, 409)})
+    @extend_schema(
+        summary="Cancel a pending or processing task",
+        request=None,
+        parameters=[TASK_ID],
+        responses={200: TaskSerializer, **errors(401, 404, 409)},
+    )
     @action(detail=True, methods=["post"])
     def cancel(self, request: Request, task_id: str) -> Response:
         """Cancel the task; 409 when it already finished."""
         task = selectors.task_for_user(request.user, task_id)
         return Response(self._out(services.task_cancel(task_id=task.id)))
 
-    @extend_schema(summary="Retry a failed or cancelled task", request=None,
-                   parameters=[TASK_ID], responses={200: TaskSerializer, **errors(401, 404, 409)})
+    @extend_schema(
+        summary="Retry a failed or cancelled task",
+        request=None,
+        parameters=[TASK_ID],
+        responses={200: TaskSerializer, **errors(401, 404, 409)},
+    )
     @action(detail=True, methods=["post"])
     def retry(self, request: Request, task_id: str) -> Response:
         """Send the task back to pending; 409 unless it failed or was cancelled."""
         task = selectors.task_for_user(request.user, task_id)
         return Response(self._out(services.task_retry(task_id=task.id)))
 
-    @extend_schema(summary="Current TaskProgress (polling fallback of the SSE stream)",
-                   parameters=[TASK_ID],
-                   responses={200: TaskProgressSerializer, **errors(401, 404)})
+    @extend_schema(
+        summary="Current TaskProgress (polling fallback of the SSE stream)",
+        parameters=[TASK_ID],
+        responses={200: TaskProgressSerializer, **errors(401, 404)},
+    )
     @action(detail=True, methods=["get"])
     def progress(self, request: Request, task_id: str) -> Response:
         """The same TaskProgress JSON the stream sends."""
@@ -253,7 +307,8 @@ class TaskViewSet(viewsets.GenericViewSet):
     @extend_schema(
         summary="Waveform of a completed analyze task (audiowaveform JSON)",
         description="The BBC audiowaveform JSON (version 2) of the channel mix.",
-        parameters=[TASK_ID], responses={200: WaveformSerializer, **errors(401), **ARTIFACT_ERRORS},
+        parameters=[TASK_ID],
+        responses={200: WaveformSerializer, **errors(401), **ARTIFACT_ERRORS},
     )
     @action(url_path="waveform.json", **FILE_ACTION)
     def waveform_json(self, request: Request, task_id: str) -> HttpResponseBase:
@@ -263,8 +318,11 @@ class TaskViewSet(viewsets.GenericViewSet):
     @extend_schema(
         summary="Waveform of a completed analyze task (PNG image)",
         parameters=[TASK_ID],
-        responses={(200, "image/png"): OpenApiResponse(OpenApiTypes.BINARY, description="PNG."),
-                   **errors(401), **ARTIFACT_ERRORS},
+        responses={
+            (200, "image/png"): OpenApiResponse(OpenApiTypes.BINARY, description="PNG."),
+            **errors(401),
+            **ARTIFACT_ERRORS,
+        },
     )
     @action(url_path="waveform.png", **FILE_ACTION)
     def waveform_png(self, request: Request, task_id: str) -> HttpResponseBase:
@@ -275,13 +333,17 @@ class TaskViewSet(viewsets.GenericViewSet):
         summary="Download the output file of a completed normalize task",
         description=(
             "Sent as an attachment named `<original name>-normalized.<ext>`, typed by the "
-            "task's `output_format`: "
-            + ", ".join(f"{fmt} `{media}`" for fmt, media in MEDIA_TYPES.items()) + "."
+            "task's `output_format`: " + ", ".join(f"{fmt} `{media}`" for fmt, media in MEDIA_TYPES.items()) + "."
         ),
         parameters=[TASK_ID],
-        responses={**{(200, media): OpenApiResponse(OpenApiTypes.BINARY, description="Audio.")
-                      for media in MEDIA_TYPES.values()},
-                   **errors(401), **ARTIFACT_ERRORS},
+        responses={
+            **{
+                (200, media): OpenApiResponse(OpenApiTypes.BINARY, description="Audio.")
+                for media in MEDIA_TYPES.values()
+            },
+            **errors(401),
+            **ARTIFACT_ERRORS,
+        },
     )
     @action(url_path="output", **FILE_ACTION)
     def output(self, request: Request, task_id: str) -> HttpResponseBase:
@@ -295,14 +357,22 @@ class TaskViewSet(viewsets.GenericViewSet):
 class MeView(APIView):
     """Who the caller is, and how much of their storage quota they use."""
 
-    @extend_schema(summary="The signed-in user and their storage usage and quota",
-                   responses={200: MeSerializer, **errors(401)})
+    @extend_schema(
+        summary="The signed-in user and their storage usage and quota", responses={200: MeSerializer, **errors(401)}
+    )
     def get(self, request: Request) -> Response:
         """The caller's id, name and storage figures."""
         user = request.user
-        return Response(MeSerializer({"id": user.pk, "username": user.get_username(),
-                                      "is_staff": user.is_staff,
-                                      "storage": quota.storage_usage(user.pk)}).data)
+        return Response(
+            MeSerializer(
+                {
+                    "id": user.pk,
+                    "username": user.get_username(),
+                    "is_staff": user.is_staff,
+                    "storage": quota.storage_usage(user.pk),
+                }
+            ).data
+        )
 
 
 class StreamCookieView(APIView):
@@ -319,7 +389,8 @@ class StreamCookieView(APIView):
             f"token of this request, scoped to `{SSE_COOKIE_PATH}` and expiring with the token. "
             "Call it again after refreshing the token."
         ),
-        request=None, tags=["SSE"],
+        request=None,
+        tags=["SSE"],
         responses={204: OpenApiResponse(description="Cookie set."), **errors(401)},
     )
     def post(self, request: Request) -> Response:
@@ -329,8 +400,13 @@ class StreamCookieView(APIView):
         remaining = max(0, int(request.auth["exp"] - time.time()))
         response = Response(status=status.HTTP_204_NO_CONTENT)
         response.set_cookie(
-            TOKEN_COOKIE, raw.decode(), max_age=remaining, path=SSE_COOKIE_PATH,
-            httponly=True, samesite="Strict", secure=request.is_secure(),
+            TOKEN_COOKIE,
+            raw.decode(),
+            max_age=remaining,
+            path=SSE_COOKIE_PATH,
+            httponly=True,
+            samesite="Strict",
+            secure=request.is_secure(),
         )
         return response
 
@@ -349,7 +425,8 @@ class StreamTicketView(APIView):
             "short time and one connection, for one task's stream (`task_id`) or, without "
             "`task_id`, for the caller's all-tasks stream. Pass it as `?ticket=`."
         ),
-        request=StreamTicketRequestSerializer, tags=["SSE"],
+        request=StreamTicketRequestSerializer,
+        tags=["SSE"],
         responses={201: StreamTicketSerializer, **errors(400, 401, 404, 415)},
     )
     def post(self, request: Request) -> Response:
@@ -395,6 +472,5 @@ def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
 def server_error(request: HttpRequest) -> HttpResponse:
     """500 (a bug, logged by Django): JSON under /api/, Django's page elsewhere."""
     if _api(request):
-        return JsonResponse(error_body("internal_error", "A server error occurred; it was logged.", None),
-                            status=500)
+        return JsonResponse(error_body("internal_error", "A server error occurred; it was logged.", None), status=500)
     return defaults.server_error(request)

@@ -68,7 +68,12 @@ class AudioWriter:
     """Encode float blocks shaped (channels, n) to `path` in `fmt`; use as a context manager."""
 
     def __init__(
-        self, path: str, fmt: str, sample_rate: int, channels: int, bit_rate_kbps: int | None = None,
+        self,
+        path: str,
+        fmt: str,
+        sample_rate: int,
+        channels: int,
+        bit_rate_kbps: int | None = None,
         layout: str | None = None,
     ) -> None:
         if fmt not in FORMATS:

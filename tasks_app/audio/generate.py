@@ -15,9 +15,7 @@ from tasks_app.audio.formats import EXTENSIONS
 CHUNK_SECONDS = 10.0
 
 
-def write_audio(
-    path: str, samples: np.ndarray, sample_rate: int, fmt: str, bit_rate_kbps: int | None = None
-) -> None:
+def write_audio(path: str, samples: np.ndarray, sample_rate: int, fmt: str, bit_rate_kbps: int | None = None) -> None:
     """Write `samples` shaped (channels, n), floats in [-1, 1], to `path` encoded as `fmt`."""
     samples = np.atleast_2d(samples)
     step = int(CHUNK_SECONDS * sample_rate)

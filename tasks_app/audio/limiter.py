@@ -71,9 +71,7 @@ class TruePeakLimiter:
         pad = (-self._carry.shape[1]) % FRAME
         # Silent frames past the end need no gain reduction and push the last real frames out.
         extra = (self.ahead + BACK_FRAMES + 2) * FRAME
-        tail = np.concatenate(
-            [self._carry, np.zeros((self.channels, pad + extra), dtype=np.float32)], axis=1
-        )
+        tail = np.concatenate([self._carry, np.zeros((self.channels, pad + extra), dtype=np.float32)], axis=1)
         self._carry = np.zeros((self.channels, 0), dtype=np.float32)
         return self._frames(tail)
 

@@ -83,7 +83,6 @@ class EtaEstimator:
     def remaining(self, now: float) -> float | None:
         """Estimated seconds left, or None while unknown."""
         rate = self.rate
-        if (rate is None or rate <= 0 or self.fraction < self.MIN_FRACTION
-                or now - self.started < self.MIN_SECONDS):
+        if rate is None or rate <= 0 or self.fraction < self.MIN_FRACTION or now - self.started < self.MIN_SECONDS:
             return None
         return max((1.0 - self.fraction) / rate, 0.0)

@@ -84,36 +84,38 @@ def run(path: str, options: dict[str, object], progress: ProgressFn, output_dir:
         }
         for ch in range(channels)
     ]
-    return json_safe({
-        "format": {
-            "container": info.format,
-            "codec": info.codec,
-            "bit_rate": info.bit_rate,
-            "sample_rate": rate,
-            "channels": channels,
-            "layout": info.layout,
-            "duration": round(samples / rate, 6),
-            "samples": samples,
-            "decode_errors": decoder.decode_errors,
-            "size": info.size,
-        },
-        "loudness": {
-            **loudness.result(),
-            "true_peak_dbtp": _db(float(peaks.true_peak.max())),
-            "sample_peak_dbfs": _db(float(peaks.sample_peak.max())),
-            "rms_dbfs": _power_db(float(mean_squares.mean())),
-        },
-        "channels": per_channel,
-        "silence": silence.result(),
-        "clipping": clips.result(),
-        "waveform": {
-            "samples_per_pixel": wave_doc["samples_per_pixel"],
-            "length": wave_doc["length"],
-            "bits": wave_doc["bits"],
-        },
-        "warnings": decoder.warnings() + _waveform_warnings(coarsened, int(spp)),
-        "artifacts": {"waveform_json": WAVEFORM_JSON, "waveform_png": WAVEFORM_PNG},
-    })
+    return json_safe(
+        {
+            "format": {
+                "container": info.format,
+                "codec": info.codec,
+                "bit_rate": info.bit_rate,
+                "sample_rate": rate,
+                "channels": channels,
+                "layout": info.layout,
+                "duration": round(samples / rate, 6),
+                "samples": samples,
+                "decode_errors": decoder.decode_errors,
+                "size": info.size,
+            },
+            "loudness": {
+                **loudness.result(),
+                "true_peak_dbtp": _db(float(peaks.true_peak.max())),
+                "sample_peak_dbfs": _db(float(peaks.sample_peak.max())),
+                "rms_dbfs": _power_db(float(mean_squares.mean())),
+            },
+            "channels": per_channel,
+            "silence": silence.result(),
+            "clipping": clips.result(),
+            "waveform": {
+                "samples_per_pixel": wave_doc["samples_per_pixel"],
+                "length": wave_doc["length"],
+                "bits": wave_doc["bits"],
+            },
+            "warnings": decoder.warnings() + _waveform_warnings(coarsened, int(spp)),
+            "artifacts": {"waveform_json": WAVEFORM_JSON, "waveform_png": WAVEFORM_PNG},
+        }
+    )
 
 
 def _waveform_warnings(coarsened: bool, spp: int) -> list[dict[str, str]]:

@@ -51,7 +51,6 @@ PREVIEW_TOLERANCE_LU = 0.1
 LARGE_GAIN_DB = 30.0
 
 
-
 def _round_db(value: float | None) -> float | None:
     return None if value is None else round(value, 2)
 
@@ -95,9 +94,7 @@ def _preview(decoder: Decoder, gain_db: float, limit_db: float, tracker: Progres
     return loudness.result()["integrated_lufs"]
 
 
-def _apply(
-    decoder: Decoder, gain_db: float, limiter: TruePeakLimiter, writer: AudioWriter, tracker: Progress
-) -> int:
+def _apply(decoder: Decoder, gain_db: float, limiter: TruePeakLimiter, writer: AudioWriter, tracker: Progress) -> int:
     """Stream the input through gain and limiter into the encoder (on a second core); return samples."""
     gain = np.float32(10 ** (gain_db / 20))
     samples = 0
@@ -221,9 +218,11 @@ def run(path: str, options: dict[str, object], progress: ProgressFn, output_dir:
     offset = None if integrated_out is None else round(integrated_out - target, 2)
     warnings = decoder.warnings()
     if integrated_in is None:
-        warnings.append(warning(
-            "silent_input", "The input is silent or entirely under the -70 LUFS gate; its level was left as it was."
-        ))
+        warnings.append(
+            warning(
+                "silent_input", "The input is silent or entirely under the -70 LUFS gate; its level was left as it was."
+            )
+        )
     elif offset is None or abs(offset) > LOUDNESS_TOLERANCE_LU:
         reason = (
             "the true-peak ceiling left no room (the limiter had to reduce peaks by "
@@ -231,40 +230,45 @@ def run(path: str, options: dict[str, object], progress: ProgressFn, output_dir:
             if limiter.min_gain < 0.5
             else "the material resisted correction"
         )
-        warnings.append(warning(
-            "target_missed",
-            f"The output is {'silent' if offset is None else f'{offset:+.2f} LU from'} the {target:g} LUFS target "
-            f"after {attempt + 1} pass(es): {reason}.",
-        ))
+        warnings.append(
+            warning(
+                "target_missed",
+                f"The output is {'silent' if offset is None else f'{offset:+.2f} LU from'} the {target:g} LUFS target "
+                f"after {attempt + 1} pass(es): {reason}.",
+            )
+        )
     if gain_db > LARGE_GAIN_DB:
-        warnings.append(warning(
-            "large_gain", f"The input was amplified by {gain_db:.1f} dB; its noise floor was amplified as much."
-        ))
+        warnings.append(
+            warning(
+                "large_gain", f"The input was amplified by {gain_db:.1f} dB; its noise floor was amplified as much."
+            )
+        )
 
-    return json_safe({
-        "input": measured_in,
-        "output": {
-            **measured_out,
-            "format": fmt,
-            "codec": output_info.codec,
-            # What the encoder really wrote (LAME caps 8 kHz MP3 at 64 kbit/s whatever was asked).
-            "bit_rate": output_info.bit_rate if lossy else None,
-            "sample_rate": output_info.sample_rate,
-            "channels": output_info.channels,
-            "size": output_info.size,
-        },
-        "target_lufs": target,
-        "true_peak_ceiling": ceiling,
-        "target_offset_lu": offset,
-        "ceiling_margin_db": None if peak_out is None else round(ceiling - peak_out, 2),
-        "gain_db": round(gain_db, 2),
-        "attempts": attempt + 1,
-        "limiter": {
-            "ceiling_dbtp": round(limit_db, 2),
-            "max_reduction_db": round(max(0.0, -20 * math.log10(limiter.min_gain)), 2),
-            "limited_fraction": round(min(1.0, limiter.limited_frames * FRAME / max(samples, 1)), 4),
-        },
-        "warnings": warnings,
-        "artifacts": {"output": output_name},
-    })
-
+    return json_safe(
+        {
+            "input": measured_in,
+            "output": {
+                **measured_out,
+                "format": fmt,
+                "codec": output_info.codec,
+                # What the encoder really wrote (LAME caps 8 kHz MP3 at 64 kbit/s whatever was asked).
+                "bit_rate": output_info.bit_rate if lossy else None,
+                "sample_rate": output_info.sample_rate,
+                "channels": output_info.channels,
+                "size": output_info.size,
+            },
+            "target_lufs": target,
+            "true_peak_ceiling": ceiling,
+            "target_offset_lu": offset,
+            "ceiling_margin_db": None if peak_out is None else round(ceiling - peak_out, 2),
+            "gain_db": round(gain_db, 2),
+            "attempts": attempt + 1,
+            "limiter": {
+                "ceiling_dbtp": round(limit_db, 2),
+                "max_reduction_db": round(max(0.0, -20 * math.log10(limiter.min_gain)), 2),
+                "limited_fraction": round(min(1.0, limiter.limited_frames * FRAME / max(samples, 1)), 4),
+            },
+            "warnings": warnings,
+            "artifacts": {"output": output_name},
+        }
+    )

@@ -22,29 +22,35 @@ TASK_ID_RE = re.compile(r"^task_[A-Za-z0-9_-]{1,35}$")
 
 def add_test_task_arguments(parser: ArgumentParser, *, seconds: float = 30.0) -> None:
     """The options that describe a test task (shared with create_and_monitor_task)."""
-    parser.add_argument("--id", dest="task_id", default=None,
-                        help="Task id, starting with `task_` (default: a random one).")
-    parser.add_argument("--user", default=DEMO_USERNAME,
-                        help="Owner of the task; created if missing (default: %(default)s).")
-    parser.add_argument("--seconds", type=float, default=seconds,
-                        help="Length of the generated tone (default: %(default)s).")
-    parser.add_argument("--kind", default="analyze",
-                        help="Task kind to run (default: %(default)s).")
-    parser.add_argument("--format", dest="fmt", default="wav", choices=sorted(EXTENSIONS),
-                        help="Audio format of the generated file (default: %(default)s).")
+    parser.add_argument(
+        "--id", dest="task_id", default=None, help="Task id, starting with `task_` (default: a random one)."
+    )
+    parser.add_argument(
+        "--user", default=DEMO_USERNAME, help="Owner of the task; created if missing (default: %(default)s)."
+    )
+    parser.add_argument(
+        "--seconds", type=float, default=seconds, help="Length of the generated tone (default: %(default)s)."
+    )
+    parser.add_argument("--kind", default="analyze", help="Task kind to run (default: %(default)s).")
+    parser.add_argument(
+        "--format",
+        dest="fmt",
+        default="wav",
+        choices=sorted(EXTENSIONS),
+        help="Audio format of the generated file (default: %(default)s).",
+    )
 
 
-def create_test_task(*, username: str, task_id: str | None, seconds: float, kind: str,
-                     fmt: str) -> Task:
+def create_test_task(*, username: str, task_id: str | None, seconds: float, kind: str, fmt: str) -> Task:
     """Write a tone, store it as the user's audio file and create a pending task on it."""
     if task_id is not None:
         if not TASK_ID_RE.match(task_id):
             raise CommandError(
                 f"Invalid task id {task_id!r}: it must start with `task_` and use at most "
-                "40 letters, digits, `_` or `-`.")
+                "40 letters, digits, `_` or `-`."
+            )
         if Task.objects.filter(pk=task_id).exists():
-            raise CommandError(f"A task with id {task_id!r} already exists; pick another --id "
-                               "or delete it first.")
+            raise CommandError(f"A task with id {task_id!r} already exists; pick another --id or delete it first.")
     if not 0 < seconds <= 24 * 3600:
         raise CommandError("--seconds must be more than 0 and at most 86400.")
     owner = user_by_name(username, create=True)
@@ -63,8 +69,7 @@ def create_test_task(*, username: str, task_id: str | None, seconds: float, kind
             except DomainError as exc:
                 raise CommandError(f"The generated audio was refused: {exc.message}") from exc
     try:
-        return services.task_create(owner=owner, audio_file_id=audio.pk, kind=kind,
-                                    options={}, task_id=task_id)
+        return services.task_create(owner=owner, audio_file_id=audio.pk, kind=kind, options={}, task_id=task_id)
     except DomainError as exc:
         services.audio_file_delete(audio_file=audio)
         raise CommandError(f"Could not create the task: {exc.message}") from exc
@@ -73,16 +78,18 @@ def create_test_task(*, username: str, task_id: str | None, seconds: float, kind
 class Command(BaseCommand):
     """Create a pending task on freshly generated audio; print its id."""
 
-    help = ("Generate a sine tone (a real audio file), upload it for --user and create a "
-            "task on it; prints the task id. Needs a running worker to make progress.")
+    help = (
+        "Generate a sine tone (a real audio file), upload it for --user and create a "
+        "task on it; prints the task id. Needs a running worker to make progress."
+    )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         """--id, --user, --seconds, --kind, --format."""
         add_test_task_arguments(parser)
 
-    def handle(self, *args: Any, task_id: str | None, user: str, seconds: float, kind: str,
-               fmt: str, **options: Any) -> None:
+    def handle(
+        self, *args: Any, task_id: str | None, user: str, seconds: float, kind: str, fmt: str, **options: Any
+    ) -> None:
         """Create the task and print its id."""
-        task = create_test_task(username=user, task_id=task_id, seconds=seconds, kind=kind,
-                                fmt=fmt)
+        task = create_test_task(username=user, task_id=task_id, seconds=seconds, kind=kind, fmt=fmt)
         self.stdout.write(task.id)

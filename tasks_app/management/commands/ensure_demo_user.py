@@ -12,12 +12,13 @@ from tasks_app.accounts import demo_password, ensure_demo_user
 class Command(BaseCommand):
     """Create the demo superuser if missing; print its credentials."""
 
-    help = ("Create the `demo` staff superuser (password from DEMO_PASSWORD, default "
-            "`demo-password`) if it is missing, and print its credentials. Safe to re-run.")
+    help = (
+        "Create the `demo` staff superuser (password from DEMO_PASSWORD, default "
+        "`demo-password`) if it is missing, and print its credentials. Safe to re-run."
+    )
 
     def handle(self, *args: Any, **options: Any) -> None:
         """Ensure the user and print the login."""
         user, created = ensure_demo_user()
         verb = "Created" if created else "Found"
-        self.stdout.write(f"{verb} demo user: username={user.get_username()} "
-                          f"password={demo_password()}")
+        self.stdout.write(f"{verb} demo user: username={user.get_username()} password={demo_password()}")

@@ -77,8 +77,10 @@ class StartupFailed(Exception):
 
     def __init__(self, child: Child) -> None:
         self.child = child
-        super().__init__(f"{child.name} exited with code {child.process.returncode} before it was ready; "
-                         "not restarting it (its output above says why).")
+        super().__init__(
+            f"{child.name} exited with code {child.process.returncode} before it was ready; "
+            "not restarting it (its output above says why)."
+        )
 
 
 def _libc() -> Any:
@@ -97,6 +99,7 @@ def start_child(child: Child, libc: Any) -> None:
     We forward the signal once; a second SIGINT would make the worker stop at once.
     On Linux the child also gets SIGTERM if this process dies without cleaning up.
     """
+
     def in_child() -> None:
         # A shell starts a background job with SIGINT ignored, and we would pass that on: the
         # children must stop on the SIGINT we forward.
@@ -112,8 +115,9 @@ def start_child(child: Child, libc: Any) -> None:
         os.set_blocking(child.ready_pipe, False)
         env, pass_fds = {**os.environ, READY_FD_ENV: str(write_end)}, (write_end,)
     try:
-        child.process = subprocess.Popen(child.argv, cwd=settings.BASE_DIR, process_group=0,
-                                         preexec_fn=in_child, env=env, pass_fds=pass_fds)
+        child.process = subprocess.Popen(
+            child.argv, cwd=settings.BASE_DIR, process_group=0, preexec_fn=in_child, env=env, pass_fds=pass_fds
+        )
     finally:
         for fd in pass_fds:
             os.close(fd)
@@ -127,8 +131,7 @@ def backoff(crashes: int) -> float:
     return min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** max(0, crashes - 1))
 
 
-def supervise(children: list[Child], libc: Any, stdout: OutputWrapper,
-              on_exit: Callable[[Child], None]) -> int:
+def supervise(children: list[Child], libc: Any, stdout: OutputWrapper, on_exit: Callable[[Child], None]) -> int:
     """Restart children that crash (with back-off) until SIGINT/SIGTERM; return the signal.
 
     A child that exits before its start-up is over (a port in use, a broken setting) is not
@@ -150,8 +153,10 @@ def supervise(children: list[Child], libc: Any, stdout: OutputWrapper,
                     ran = now - child.started_at
                     child.crashes = 1 if ran >= STABLE_SECONDS else child.crashes + 1
                     delay = backoff(child.crashes)
-                    stdout.write(f"{child.name} exited with code {child.process.returncode} "
-                                 f"after {ran:.0f} s; restarting in {delay:.0f} s.")
+                    stdout.write(
+                        f"{child.name} exited with code {child.process.returncode} "
+                        f"after {ran:.0f} s; restarting in {delay:.0f} s."
+                    )
                     on_exit(child)
                     child.restart_at = now + delay
                 elif child.restart_at is not None and now >= child.restart_at:
@@ -169,8 +174,7 @@ def supervise(children: list[Child], libc: Any, stdout: OutputWrapper,
 
 def stop_children(children: list[Child], signum: int, stdout: OutputWrapper) -> None:
     """Forward `signum` to the living children, insist once, then kill what is left."""
-    for attempt, wait in ((signum, GRACE_SECONDS), (signal.SIGTERM, FORCE_SECONDS),
-                          (signal.SIGKILL, 5.0)):
+    for attempt, wait in ((signum, GRACE_SECONDS), (signal.SIGTERM, FORCE_SECONDS), (signal.SIGKILL, 5.0)):
         alive = [c for c in children if c.alive()]
         if not alive:
             return
@@ -205,29 +209,31 @@ def display_host(host: str) -> str:
 class Command(BaseCommand):
     """Migrate, ensure the demo user, then run and restart Daphne and the worker until stopped."""
 
-    help = ("Start everything on one machine: migrate the database, ensure the demo user, "
-            "recover tasks abandoned by a dead worker, then run Daphne and the worker as child "
-            "processes until Ctrl-C/SIGTERM, restarting (with back-off) any that exits.")
+    help = (
+        "Start everything on one machine: migrate the database, ensure the demo user, "
+        "recover tasks abandoned by a dead worker, then run Daphne and the worker as child "
+        "processes until Ctrl-C/SIGTERM, restarting (with back-off) any that exits."
+    )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         """--host, --port, --workers, --no-worker."""
-        parser.add_argument("--host", default="127.0.0.1",
-                            help="Address Daphne binds to (default: %(default)s).")
-        parser.add_argument("--port", type=int, default=8000,
-                            help="Port Daphne listens on (default: %(default)s).")
-        parser.add_argument("--workers", type=int, default=1,
-                            help="Number of worker processes (default: %(default)s).")
-        parser.add_argument("--no-worker", action="store_true",
-                            help="Run only Daphne (workers run elsewhere).")
+        parser.add_argument("--host", default="127.0.0.1", help="Address Daphne binds to (default: %(default)s).")
+        parser.add_argument("--port", type=int, default=8000, help="Port Daphne listens on (default: %(default)s).")
+        parser.add_argument("--workers", type=int, default=1, help="Number of worker processes (default: %(default)s).")
+        parser.add_argument("--no-worker", action="store_true", help="Run only Daphne (workers run elsewhere).")
 
-    def handle(self, *args: Any, host: str, port: int, workers: int, no_worker: bool,
-               **options: Any) -> None:
+    def handle(self, *args: Any, host: str, port: int, workers: int, no_worker: bool, **options: Any) -> None:
         """Prepare the database, start the children and supervise them."""
         if workers < 1:
             raise CommandError("--workers must be at least 1 (use --no-worker for none).")
         check_port_free(host, port)
-        call_command("migrate", interactive=False, verbosity=max(0, options["verbosity"] - 1),
-                     stdout=self.stdout, stderr=self.stderr)
+        call_command(
+            "migrate",
+            interactive=False,
+            verbosity=max(0, options["verbosity"] - 1),
+            stdout=self.stdout,
+            stderr=self.stderr,
+        )
         username = None
         if settings.PRODUCTION and demo_password() == DEFAULT_DEMO_PASSWORD:
             # A superuser with a published password must never appear in production.
@@ -237,21 +243,40 @@ class Command(BaseCommand):
         self.print_banner(display_host(host), port, username)
 
         libc = _libc()
-        children = [Child("daphne", [
-            sys.executable, "-m", "project.server", "-b", host, "-p", str(port),
-            "project.asgi:application"], ready=lambda: accepts_connections(display_host(host), port))]
+        children = [
+            Child(
+                "daphne",
+                [sys.executable, "-m", "project.server", "-b", host, "-p", str(port), "project.asgi:application"],
+                ready=lambda: accepts_connections(display_host(host), port),
+            )
+        ]
         if not no_worker:
-            done = recover(stale_seconds=settings.TASK_STALE_SECONDS,
-                           max_attempts=settings.TASK_MAX_ATTEMPTS)
+            done = recover(stale_seconds=settings.TASK_STALE_SECONDS, max_attempts=settings.TASK_MAX_ATTEMPTS)
             if done["requeued"] or done["failed"]:
-                self.stdout.write(f"Recovered tasks abandoned by a stopped worker: "
-                                  f"{done['requeued']} back to pending, {done['failed']} failed.")
+                self.stdout.write(
+                    f"Recovered tasks abandoned by a stopped worker: "
+                    f"{done['requeued']} back to pending, {done['failed']} failed."
+                )
             for index in range(workers):
                 worker_id = f"serve-{socket.gethostname()[:32]}-{os.getpid()}-{index}"
-                children.append(Child(f"worker {index}", [
-                    sys.executable, str(settings.BASE_DIR / "manage.py"), "worker",
-                    "--queue-name", "*", "--interval", "0.2", "--no-startup-delay",
-                    "--worker-id", worker_id], worker_id=worker_id))
+                children.append(
+                    Child(
+                        f"worker {index}",
+                        [
+                            sys.executable,
+                            str(settings.BASE_DIR / "manage.py"),
+                            "worker",
+                            "--queue-name",
+                            "*",
+                            "--interval",
+                            "0.2",
+                            "--no-startup-delay",
+                            "--worker-id",
+                            worker_id,
+                        ],
+                        worker_id=worker_id,
+                    )
+                )
         for child in children:
             start_child(child, libc)
 
@@ -270,11 +295,12 @@ class Command(BaseCommand):
         """A worker is gone: whatever it was processing goes back to pending (or fails)."""
         if child.worker_id is None:
             return
-        requeued, failed = task_requeue_orphaned(worker_ids=[child.worker_id],
-                                                 max_attempts=settings.TASK_MAX_ATTEMPTS)
+        requeued, failed = task_requeue_orphaned(worker_ids=[child.worker_id], max_attempts=settings.TASK_MAX_ATTEMPTS)
         if requeued or failed:
-            self.stdout.write(f"{child.name} left {requeued} task(s) unfinished: sent back to "
-                              f"pending ({failed} failed, out of attempts).")
+            self.stdout.write(
+                f"{child.name} left {requeued} task(s) unfinished: sent back to "
+                f"pending ({failed} failed, out of attempts)."
+            )
 
     def print_banner(self, host: str, port: int, username: str | None) -> None:
         """Tell the operator where to go and how to log in."""
@@ -286,13 +312,17 @@ class Command(BaseCommand):
         elif settings.METRICS_ALLOWED_IPS:
             self.stdout.write(f"  Metrics:    {base}/metrics (from {', '.join(settings.METRICS_ALLOWED_IPS)})")
         else:
-            self.stdout.write(f"  Metrics:    {base}/metrics is closed; restart with "
-                              f"METRICS_ALLOWED_IPS=127.0.0.1 (or METRICS_TOKEN) to read it")
+            self.stdout.write(
+                f"  Metrics:    {base}/metrics is closed; restart with "
+                f"METRICS_ALLOWED_IPS=127.0.0.1 (or METRICS_TOKEN) to read it"
+            )
         if username is None:
             return
         password = demo_password()
-        self.stdout.write(f"  Demo login: username={username} password={password}\n"
-                          f"  Get a token:\n"
-                          f"    curl -s -X POST {base}/api/v1/auth/token/ "
-                          f"-H 'Content-Type: application/json' "
-                          f"-d '{{\"username\": \"{username}\", \"password\": \"{password}\"}}'")
+        self.stdout.write(
+            f"  Demo login: username={username} password={password}\n"
+            f"  Get a token:\n"
+            f"    curl -s -X POST {base}/api/v1/auth/token/ "
+            f"-H 'Content-Type: application/json' "
+            f'-d \'{{"username": "{username}", "password": "{password}"}}\''
+        )

@@ -4,16 +4,16 @@ import { expect, row, test } from "./fixtures.js";
 test("a finished task shows its webhook deliveries and sends one again", async ({ page, live, signIn }) => {
   await live.shell(
     "from django.contrib.auth import get_user_model as g; " +
-      `g().objects.create_user("grace", password=${JSON.stringify(live.password)})`,
+      `g().objects.create_user("heidi", password=${JSON.stringify(live.password)})`,
   );
-  const { access } = await live.tokens("grace");
+  const { access } = await live.tokens("heidi");
   // A name that never resolves: accepted (it may resolve later), and every attempt fails.
   await live.api("POST", "/api/v1/webhooks/", access, {
     url: "https://hooks.example.invalid/audio",
     events: ["task.completed"],
   });
   const task = await live.createTask(access, await live.upload(access, "short"));
-  await signIn("grace");
+  await signIn("heidi");
   const taskRow = row(page, task.id);
   await expect(taskRow).toHaveAttribute("data-state", "completed");
   const box = taskRow.locator("details.webhooks");

@@ -30,6 +30,10 @@ def scaled(tmp_path_factory) -> tuple[LiveService, str]:
             "EVENTSTREAM_REDIS": REDIS_URL,
             "SSE_REDIS_CHANNEL": f"events_{name}",
             "SSE_POLL_SECONDS": "3600",
+            # As in the `live` fixture: progress written and sent every 50 ms, so even a fast
+            # machine reports several intermediate values (the default coalesces to one a second).
+            "TASK_PROGRESS_INTERVAL": "0.05",
+            "PROGRESS_EVENT_INTERVAL_SECONDS": "0.05",
         }
         tmp = tmp_path_factory.mktemp("scaled")
         service = start_service(tmp, workers=2, extra_env=env)

@@ -259,6 +259,18 @@ include-name = "POST /api/v1/tasks/"
 [operations.checks.positive_data_acceptance]
 expected-statuses = ["2XX", 400, 401, 403, 404, 409, 429]
 
+# A webhook URL must be a public http(s) address (it is resolved and checked), which no schema
+# keyword can say: schema-valid URLs may get a 400 there.
+[[operations]]
+include-name = "POST /api/v1/webhooks/"
+[operations.checks.positive_data_acceptance]
+expected-statuses = ["2XX", 400, 401, 403, 404, 409, 429]
+
+[[operations]]
+include-name = "PATCH /api/v1/webhooks/{{id}}/"
+[operations.checks.positive_data_acceptance]
+expected-statuses = ["2XX", 400, 401, 403, 404, 409, 429]
+
 # DRF trims text fields, Python's whitespace (which counts \\x1c-\\x1f) included, so a
 # whitespace-only credential or token is blank: 400, as for a missing one.
 [[operations]]

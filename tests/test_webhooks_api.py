@@ -196,3 +196,34 @@ def test_schema_documents_the_webhook_endpoints(api_client, db):
     assert links["webhooks_deliveries_list"]["parameters"] == {"id": "$response.body#/id"}
     assert schema["components"]["schemas"]["WebhookEndpointCreateRequest"]["additionalProperties"] is False
     assert "/api/v1/tasks/{task_id}/webhook-deliveries/" in paths
+
+
+@pytest.mark.parametrize("value", ["true", 1, "yes", None])
+def test_is_active_takes_a_json_boolean_only(auth_client, user, value):
+    client = auth_client(user)
+    endpoint = create(client).json()
+    response = client.patch(f"/api/v1/webhooks/{endpoint['id']}/", {"is_active": value}, format="json")
+    assert response.status_code == 400
+    assert response.json()["error"]["field"] == "is_active"
+
+
+def test_a_blank_task_filter_lists_every_delivery(auth_client, user):
+    client = auth_client(user)
+    endpoint = create(client).json()
+    response = client.get(f"/api/v1/webhooks/{endpoint['id']}/deliveries/?task_id=")
+    assert response.status_code == 200
+    assert response.json()["count"] == 0
+
+
+def test_description_takes_a_json_string_only(auth_client, user):
+    response = create(auth_client(user), description=0)
+    assert response.status_code == 400
+    assert response.json()["error"]["field"] == "description"
+
+
+def test_endpoints_take_json_bodies_only(auth_client, user):
+    client = auth_client(user)
+    endpoint = create(client).json()
+    response = client.patch(f"/api/v1/webhooks/{endpoint['id']}/", {"url": ""}, format="multipart")
+    assert response.status_code == 415
+    assert WebhookEndpoint.objects.get(pk=endpoint["id"]).url == URL

@@ -17,6 +17,26 @@ URL_HELP = (
 )
 
 
+class StrictBooleanField(serializers.BooleanField):
+    """A JSON `true` or `false` only: DRF's field also takes `"yes"`, `1` or `"on"`, which the schema does not."""
+
+    def to_internal_value(self, data: object) -> bool:
+        """The boolean itself, or a 400 naming the field."""
+        if isinstance(data, bool):
+            return data
+        self.fail("invalid", input=data)
+
+
+class StrictCharField(serializers.CharField):
+    """A JSON string only: DRF's field also turns numbers into text, which the schema does not allow."""
+
+    def to_internal_value(self, data: object) -> str:
+        """The text, or a 400 naming the field."""
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class WebhookEndpointSerializer(serializers.ModelSerializer):
     """A webhook endpoint; `disabled_reason` says why it stopped receiving, when it did."""
 
@@ -54,7 +74,7 @@ class WebhookEndpointCreateSerializer(StrictSerializer):
     events = serializers.ListField(
         child=serializers.ChoiceField(choices=WebhookEndpoint.Event.choices), min_length=1, help_text=EVENTS_HELP
     )
-    description = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    description = StrictCharField(max_length=200, required=False, allow_blank=True, default="")
 
 
 class WebhookEndpointUpdateSerializer(StrictSerializer):
@@ -67,8 +87,8 @@ class WebhookEndpointUpdateSerializer(StrictSerializer):
         required=False,
         help_text=EVENTS_HELP,
     )
-    description = serializers.CharField(max_length=200, required=False, allow_blank=True)
-    is_active = serializers.BooleanField(required=False)
+    description = StrictCharField(max_length=200, required=False, allow_blank=True)
+    is_active = StrictBooleanField(required=False)
 
 
 class WebhookAttemptSerializer(serializers.ModelSerializer):
@@ -122,4 +142,6 @@ class TaskDeliverySerializer(WebhookDeliverySerializer):
 class DeliveryListQuerySerializer(serializers.Serializer):
     """Query parameters of `GET webhooks/{id}/deliveries/`."""
 
-    task_id = serializers.CharField(required=False, help_text="Only the deliveries about this task.")
+    task_id = serializers.CharField(
+        required=False, allow_blank=True, help_text="Only the deliveries about this task (blank: all)."
+    )

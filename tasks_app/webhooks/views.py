@@ -10,6 +10,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from ..api.parsers import JSONParser
 from ..api.views import PAGE_NOT_FOUND, TASK_ID, errors
 from . import selectors, services
 from .models import WebhookEndpoint
@@ -76,6 +77,9 @@ class WebhookEndpointViewSet(viewsets.GenericViewSet):
     """Register, list, show, change and delete the caller's webhook endpoints."""
 
     serializer_class = WebhookEndpointSerializer
+    # JSON only: in a form an empty field counts as left out, so `url=` would change nothing
+    # instead of being refused.
+    parser_classes = [JSONParser]
     lookup_url_kwarg = "id"
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
 
@@ -149,7 +153,9 @@ class WebhookEndpointViewSet(viewsets.GenericViewSet):
         endpoint = selectors.endpoint_for_user(request.user, id)
         query = DeliveryListQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        page = self.paginate_queryset(selectors.deliveries_of(endpoint, task_id=query.validated_data.get("task_id")))
+        page = self.paginate_queryset(
+            selectors.deliveries_of(endpoint, task_id=query.validated_data.get("task_id") or None)
+        )
         return self.get_paginated_response(WebhookDeliverySerializer(page, many=True).data)
 
     @extend_schema(
@@ -173,7 +179,7 @@ class WebhookEndpointViewSet(viewsets.GenericViewSet):
     description="Deliveries to the caller's endpoints, newest first, each with its attempts.",
     tags=TAG,
     parameters=[TASK_ID],
-    responses={200: TaskDeliverySerializer(many=True), **errors(401, 404)},
+    responses={200: TaskDeliverySerializer(many=True), **errors(400, 401, 404)},
 )
 class TaskDeliveriesView(generics.ListAPIView):
     """`GET tasks/{task_id}/webhook-deliveries/`: what was sent about one task, and how it went."""

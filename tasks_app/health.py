@@ -52,7 +52,10 @@ def check_stream_hub() -> dict[str, object]:
     from .streams.hub import current_hub
 
     hub = current_hub()
-    if hub is None or not hub.loops:
+    # A hub whose event loop has closed serves nothing here: it was started by a request run on a
+    # loop of its own (a test client, a management command), not by the server, whose loop lives
+    # as long as the process.
+    if hub is None or not hub.loops or hub.loop is None or hub.loop.is_closed():
         return {"streams": 0, "loops": "not started"}
     stalled = hub.stalled()
     if stalled:

@@ -10,11 +10,14 @@ class TasksAppConfig(AppConfig):
     verbose_name = "Audio tasks"
 
     def ready(self) -> None:
-        """Connect the Task and user publishers."""
+        """Register the built-in task kinds, plug the job into the queue, connect the publishers."""
         from django.contrib.auth import get_user_model
         from django.db.models.signals import post_delete, post_save, pre_save
 
-        from . import signals
+        # The kinds' declarations only (their audio code loads when a task first runs), and the job
+        # that `services` queues without importing it (see `queue`).
+        from . import jobs, signals  # noqa: F401
+        from .audio import processors  # noqa: F401
         from .models import Task
 
         user = get_user_model()

@@ -19,7 +19,7 @@ from django.core.files.storage import default_storage
 from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections
 from django_tasks import task
 
-from . import quota, services
+from . import queue, quota, services
 from .audio.errors import AudioError, Cancelled, OptionsError
 from .audio.progress import EtaEstimator
 from .audio.registry import get_processor
@@ -193,6 +193,9 @@ def run_task(task_id: str) -> str:
         logger.info("Task %s is no longer pending; skipped", task_id)
         return SKIPPED
     return process(claimed)
+
+
+queue.set_job(run_task)
 
 
 def process(task_row: Task) -> str:

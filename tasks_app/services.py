@@ -19,6 +19,7 @@ from .audio.errors import AudioError, OptionsError
 from .audio.registry import get_processor, validate_options
 from .exceptions import AudioTooLong, Conflict, IllegalTransition, InvalidAudio, InvalidInput, NotFound, UploadTooLarge
 from .models import AudioFile, Task
+from .queue import enqueue_on_commit
 from .quota import check_upload
 from .selectors import audio_files_visible_to
 from .webhooks.services import record_task_event, record_task_progress
@@ -155,7 +156,7 @@ def task_create(
         if task_id:
             task.id = task_id
         task.save(force_insert=True)
-        _enqueue_on_commit(task.id)
+        enqueue_on_commit(task.id)
     return task
 
 
@@ -185,7 +186,7 @@ def task_retry(*, task_id: str) -> Task:
             finished_at=None,
             heartbeat_at=None,
         )
-        _enqueue_on_commit(task.id)
+        enqueue_on_commit(task.id)
     return task
 
 
@@ -307,7 +308,7 @@ def task_hand_back(*, task_id: str, attempt: int | None = None, stale_before: da
         task.started_at = None
         task.heartbeat_at = None
         task.save()
-        _enqueue_on_commit(task.id)
+        enqueue_on_commit(task.id)
     return task
 
 
@@ -316,7 +317,7 @@ def task_enqueue_again(*, task_id: str, lost_job_id: str) -> bool:
     with transaction.atomic():
         found = Task.objects.select_for_update().filter(pk=task_id, state=State.PENDING, job_id=lost_job_id).exists()
         if found:
-            _enqueue_on_commit(task_id)
+            enqueue_on_commit(task_id)
     return found
 
 
@@ -367,17 +368,6 @@ def _transition(
 def _locked_attempt(task_id: str, attempt: int) -> Task | None:
     """The task, row-locked, if it is processing on `attempt`; else None."""
     return Task.objects.select_for_update().filter(pk=task_id, state=State.PROCESSING, attempts=attempt).first()
-
-
-def _enqueue_on_commit(task_id: str) -> None:
-    """Queue the job for the worker once the task row is committed."""
-    from .jobs import run_task
-
-    def enqueue() -> None:
-        result = run_task.enqueue(task_id)
-        Task.objects.filter(pk=task_id).update(job_id=str(result.id)[:64])
-
-    transaction.on_commit(enqueue)
 
 
 def artifacts_dir(task_id: str, attempt: int | None = None) -> str:

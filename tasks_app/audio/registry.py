@@ -1,4 +1,8 @@
-"""Registry of audio processors ("kinds") and validation of their options."""
+"""Registry of audio processors ("kinds") and validation of their options.
+
+The built-in kinds are declared in `tasks_app.audio.processors`, which the app's `ready()` imports;
+this module imports no processor, so a processor module can import it without a cycle.
+"""
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -124,8 +128,3 @@ def validate_options(kind: str, options: dict[str, object] | None) -> dict[str, 
         if name not in schema:
             raise OptionsError(name, f"unknown option for {kind}")
     return {name: _check_value(name, opt, options.get(name, opt.default)) for name, opt in schema.items()}
-
-
-# Importing the package registers the built-in kinds (not their audio code); it must come after the
-# definitions above.
-from tasks_app.audio import processors as _builtin_processors  # noqa: E402,F401

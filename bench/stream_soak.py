@@ -7,7 +7,8 @@ Starts the embedded service (Daphne and one worker on a temporary SQLite databas
 only), then every minute opens `--streams` streams, holds them, and closes them all, while
 the API answers `--api-rate` GETs a second and a task is created and run every few seconds.
 Every 10 s it samples the web process: RSS, and `python_gc_frozen_objects` from /metrics
-(the collector's permanent generation: only the start-up heap is ever frozen). It reports
+(the collector's permanent generation: the start-up heap, and streams frozen as they open while
+no request is in flight, see tasks_app/streams/collector.py). It reports
 RSS growth from the end of `--warmup` minutes to the end, the freeze count's range, and the
 API's latency. `--public` runs the server on public APIs only (SSE_PUBLIC_APIS_ONLY).
 """

@@ -11,7 +11,7 @@ django.setup(set_prefix=False)
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 from django.urls import get_resolver  # noqa: E402
 
-from tasks_app.streams.hub import watch_collector  # noqa: E402
+from tasks_app.streams.collector import watch_collector  # noqa: E402
 from tasks_app.streams.seam import StreamingASGIHandler  # noqa: E402
 
 # Static files (the admin's, the docs') are served here too, so the embedded default needs
@@ -19,7 +19,8 @@ from tasks_app.streams.seam import StreamingASGIHandler  # noqa: E402
 application = ASGIStaticFilesHandler(StreamingASGIHandler())
 
 # Import every view now, then move the start-up heap out of the collector's sight: with
-# thousands of open streams a full collection would otherwise walk it all, every time.
+# thousands of open streams a full collection would otherwise walk it all, every time (the
+# streams' own objects are frozen as they open, see tasks_app.streams.collector).
 get_resolver().url_patterns  # noqa: B018
 gc.collect()
 gc.freeze()

@@ -7,6 +7,7 @@
 - `follow`: the hub's background loops that hear of other processes' events (log poll, Redis).
 - `outlet`: where a stream's bytes go, one write call per batch (server-neutral).
 - `pool`: the streams' database thread pool.
+- `collector`: short garbage-collector pauses with many streams open (freezes only when nothing is in flight).
 - `seam`: the only module touching Daphne, Twisted or Django internals, with a start-up check
   that falls back to their public APIs.
 

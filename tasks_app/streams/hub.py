@@ -19,7 +19,6 @@ with back-off; each loop records a heartbeat that `/healthz` reads (`Hub.stalled
 from __future__ import annotations
 
 import asyncio
-import gc
 import heapq
 import itertools
 import json
@@ -35,6 +34,7 @@ from django.conf import settings
 from ..exceptions import TooManyStreams
 from ..metrics import SSE_EVENTS_DELIVERED, SSE_OPEN_STREAMS
 from . import follow
+from .collector import collector
 from .log import ERROR, LogEvent, ends_stream, events_after, frame
 from .names import user_of
 from .outlet import Outlet
@@ -231,6 +231,7 @@ class Hub:
         streams.add(sub)
         channel.subs.add(sub)
         self.open_streams += 1
+        collector.streams_changed(self.open_streams)
         if expires_at is not None:
             heapq.heappush(self.expiries, (expires_at, next(self.counter), sub))
         revoked_at = self.revoked.get(user_id)
@@ -251,6 +252,7 @@ class Hub:
                 del self.by_user[sub.user_id]
         sub.final = b""  # marks it closed for the expiry heap
         self.open_streams -= 1
+        collector.streams_changed(self.open_streams)
 
     def take(self, sub: Subscription, most: int = BATCH) -> Batch | None:
         """Up to `most` events after the stream's position, from the ring, as one write.
@@ -564,27 +566,6 @@ async def _trim_log() -> None:
             logger.info("Trimmed %d rows from the event log", removed)
     except Exception:  # noqa: BLE001 - housekeeping retries on its next turn
         logger.warning("Trimming the event log failed", exc_info=True)
-
-
-def watch_collector(threshold_ms: float = 50.0) -> None:
-    """Log every garbage collection that holds the server longer than `threshold_ms`.
-
-    While the collector runs, no stream and no request moves; a long pause is worth a line
-    in the log (the load bench counts them).
-    """
-    started = [0.0]
-
-    def callback(phase: str, info: dict) -> None:
-        if phase == "start":
-            started[0] = time.perf_counter()
-            return
-        paused = (time.perf_counter() - started[0]) * 1000
-        if paused > threshold_ms:
-            logger.warning(
-                "A generation %d garbage collection paused the server for %.1f ms", info.get("generation", -1), paused
-            )
-
-    gc.callbacks.append(callback)
 
 
 _hub: Hub | None = None

@@ -54,6 +54,7 @@ from twisted.internet import tcp
 from twisted.internet.testing import StringTransport
 from twisted.web import http
 
+from .collector import collector
 from .outlet import Outlet
 
 logger = logging.getLogger(__name__)
@@ -284,6 +285,9 @@ class StreamingASGIHandler(ASGIHandler):
             if match is not None and getattr(match.func, "sse_stream", False):
                 await self.serve_stream(scope, receive, send, match)
                 return
+            with collector.busy():  # no freeze while a request is in flight (see `collector`)
+                await super().__call__(scope, receive, send)
+            return
         await super().__call__(scope, receive, send)
 
     async def serve_stream(self, scope: dict, receive: Any, send: Any, match: Any) -> None:

@@ -8,8 +8,9 @@ prints the Daphne process's RSS (VmRSS) and its peak (VmHWM, reset through
 /proc/<pid>/clear_refs) around three phases:
 
 1. one client reading the whole file at full speed;
-2. `--stalled` clients that read the headers and then stop reading, held open while one more
-   full-speed download runs (in the old `FileResponse` each stalled client cost the whole file);
+2. `--stalled` clients that read the headers and then stop reading, first alone (once the
+   server's memory has settled) and then held open while one more full-speed download runs (in
+   the old `FileResponse` each stalled client cost the whole file);
 3. after the stalled clients have closed their connections and the server has closed the files.
 """
 
@@ -44,6 +45,17 @@ def line(what: str, before: int, peak: int, after: int, extra: str = "") -> None
     )
 
 
+def settle(pid: int, quiet_seconds: float = 2.0, limit_seconds: float = 30.0) -> None:
+    """Wait until the process's RSS has stayed within 64 KiB for `quiet_seconds` (a bench, not a test)."""
+    deadline = time.monotonic() + limit_seconds
+    last, since = rss(pid), time.monotonic()
+    while time.monotonic() < deadline and time.monotonic() - since < quiet_seconds:
+        time.sleep(0.25)
+        now = rss(pid)
+        if abs(now - last) > 64 * 1024:
+            last, since = now, time.monotonic()
+
+
 def main() -> None:
     """Parse arguments, run the three phases, print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -75,6 +87,8 @@ def main() -> None:
 
             before = reset_peak_rss(pid)
             stalled = [stalled_download(service, token, path) for _ in range(args.stalled)]
+            settle(pid)
+            line(f"{args.stalled} stalled clients alone", before, peak_rss_since_reset(pid), rss(pid))
             assert download(service, token, path) == size
             held = rss(pid)
             line(f"{args.stalled} stalled clients + 1 full speed", before, peak_rss_since_reset(pid), held)

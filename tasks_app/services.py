@@ -25,7 +25,7 @@ from .selectors import audio_files_visible_to
 from .webhooks.services import record_task_event, record_task_progress
 
 if TYPE_CHECKING:
-    from .audio.probe import AudioInfo
+    from .audio.info import AudioInfo
 
 logger = logging.getLogger(__name__)
 
@@ -35,8 +35,12 @@ State = Task.State
 # ---------------------------------------------------------------- audio files
 
 
-def audio_file_create(*, owner: Any, upload: UploadedFile) -> AudioFile:
-    """Probe an upload as audio and store it; on any problem nothing is kept."""
+def audio_file_create(*, owner: Any, upload: UploadedFile, known: AudioInfo | None = None) -> AudioFile:
+    """Probe an upload as audio and store it; on any problem nothing is kept.
+
+    `known`: the facts of a file this service wrote itself (`manage.py create_test_task`'s tone),
+    taken instead of probing it; never for a file a client sent.
+    """
     limit = settings.AUDIO_MAX_UPLOAD_BYTES
     if upload.size is not None and upload.size > limit:
         raise UploadTooLarge(f"The file is {upload.size} bytes; the limit is {limit} bytes.", field="file")
@@ -51,12 +55,14 @@ def audio_file_create(*, owner: Any, upload: UploadedFile) -> AudioFile:
         # Probing needs PyAV; it is imported here, where a file is probed, so that the many
         # callers of this module that never probe (every management command, the worker's
         # state changes) start without loading the audio stack.
-        from .audio.probe import probe
+        info = known
+        if info is None:
+            from .audio.probe import probe
 
-        try:
-            info = probe(tmp.name)
-        except AudioError as exc:
-            raise InvalidAudio(str(exc), field="file", code=exc.code) from exc
+            try:
+                info = probe(tmp.name)
+            except AudioError as exc:
+                raise InvalidAudio(str(exc), field="file", code=exc.code) from exc
         check_decoded_work(info)
         tmp.seek(0)
         audio = AudioFile(

@@ -387,6 +387,7 @@ AUDIO_STACK = {"numpy", "scipy", "av"}
         (["get_token", "alice"], 0),
         (["watch_task", "task_x", "--user", "alice", "--url", "http://127.0.0.1:9"], 1),
         (["create_test_task", "--help"], 0),
+        (["create_test_task", "--id", "task_light", "--seconds", "2"], 0),  # the default WAV
         (["create_and_monitor_task", "--help"], 0),
     ],
     ids=lambda value: " ".join(value) if isinstance(value, list) else str(value),

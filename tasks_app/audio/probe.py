@@ -2,11 +2,11 @@
 
 import os
 import struct
-from dataclasses import asdict, dataclass
 
 import av
 
 from tasks_app.audio.errors import AudioError
+from tasks_app.audio.info import AudioInfo
 
 # How far before the declared end the tail check starts decoding, in seconds.
 TAIL_SECONDS = 3.0
@@ -27,25 +27,6 @@ MAX_SAMPLE_RATE = 768000
 # demuxer guesses the duration from the first frame's bit rate (346 s for a 64 s VBR MP3).
 BITRATE_ESTIMATED_FORMATS = frozenset({"mp3", "aac", "ac3", "eac3", "mp2", "dts", "truehd"})
 VBR_TAGS = (b"Xing", b"Info", b"VBRI")
-
-
-@dataclass(frozen=True)
-class AudioInfo:
-    """Facts about an audio file, as found by `probe`."""
-
-    duration: float
-    sample_rate: int
-    channels: int
-    format: str
-    codec: str
-    bit_rate: int | None
-    size: int
-    layout: str = ""
-    channel_names: tuple[str, ...] = ()
-
-    def as_dict(self) -> dict[str, object]:
-        """Return the facts as a JSON-serialisable dict."""
-        return asdict(self)
 
 
 def _short_format_name(container: av.container.InputContainer) -> str:

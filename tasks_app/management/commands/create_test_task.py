@@ -14,6 +14,7 @@ from django.core.management.base import BaseCommand, CommandError
 from tasks_app import services
 from tasks_app.accounts import DEMO_USERNAME, user_by_name
 from tasks_app.audio.formats import EXTENSIONS
+from tasks_app.audio.tone import write_wav_tone
 from tasks_app.exceptions import DomainError
 from tasks_app.models import Task
 
@@ -57,15 +58,19 @@ def create_test_task(*, username: str, task_id: str | None, seconds: float, kind
     with tempfile.TemporaryDirectory(prefix="test-task-") as folder:
         name = f"{task_id or 'test'}-{seconds:g}s.{EXTENSIONS[fmt]}"
         path = os.path.join(folder, name)
-        # Writing a tone needs numpy and PyAV: imported here, so that `--help` and the commands
-        # that share this module's arguments start without the audio stack.
-        from tasks_app.audio.generate import write_tone
+        known = None
+        if fmt == "wav":  # the default: the standard library writes it, and knows what it wrote
+            known = write_wav_tone(path, seconds)
+        else:
+            # Other formats need numpy and PyAV (and a probe): imported here only, so that the
+            # default, `--help` and the commands sharing these arguments start without them.
+            from tasks_app.audio.generate import write_tone
 
-        write_tone(path, seconds, fmt=fmt)
+            write_tone(path, seconds, fmt=fmt)
         with open(path, "rb") as fh:
             upload = UploadedFile(fh, name=name, size=os.path.getsize(path))
             try:
-                audio = services.audio_file_create(owner=owner, upload=upload)
+                audio = services.audio_file_create(owner=owner, upload=upload, known=known)
             except DomainError as exc:
                 raise CommandError(f"The generated audio was refused: {exc.message}") from exc
     try:

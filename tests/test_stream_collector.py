@@ -15,6 +15,7 @@ import pytest
 from rest_framework_simplejwt.tokens import AccessToken
 
 from tasks_app.streams import hub as hub_module
+from tasks_app.streams import seam
 from tasks_app.streams.collector import Collector, collector
 from tasks_app.streams.seam import StreamingASGIHandler
 from tests.test_stream_handler import cyclic_garbage, stream_scope
@@ -43,6 +44,20 @@ def test_a_freeze_waits_until_no_request_is_in_flight(thawed):
     watch.streams_changed(0)  # they closed: counting starts again from here
     watch.streams_changed(10)
     assert watch.freezes == 2 and watch.frozen_for == 10
+    watch.enabled = False  # the public-APIs-only path: never
+    watch.streams_changed(100)
+    assert watch.freezes == 2
+
+
+def test_the_public_apis_path_never_freezes(settings, monkeypatch):
+    monkeypatch.setattr(collector, "enabled", True)
+    settings.SSE_PUBLIC_APIS_ONLY = True
+    seam.internals.cache_clear()
+    try:
+        app = StreamingASGIHandler()
+    finally:
+        seam.internals.cache_clear()
+    assert app.stream_chain is None and not collector.enabled
 
 
 def api_scope(path: str, token: str) -> dict:
@@ -61,6 +76,7 @@ def api_scope(path: str, token: str) -> dict:
 
 @pytest.mark.django_db(transaction=True)
 def test_a_request_in_flight_through_the_app_holds_back_the_freeze(user, monkeypatch, thawed):
+    monkeypatch.setattr(collector, "enabled", True)  # an earlier test may have built a public-path app
     monkeypatch.setattr(collector, "every", 5)
     monkeypatch.setattr(collector, "streams", 0)
     monkeypatch.setattr(collector, "frozen_for", 0)

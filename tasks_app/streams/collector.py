@@ -16,10 +16,12 @@ one frozen half-way (its view running on another thread) would never be freed. S
 counts the requests in flight in this process, from the moment the ASGI app gets one until its
 response is done, and freezes only at a moment when there is none: then, or as soon as the last
 one ends. Streams do not count: their requests are built and served on the event loop's thread
-and leave no cycle, whether they stream or are refused (`tests/test_stream_handler.py`), so a
-stream frozen while it opens is still freed by reference counting; nor do the streams' own
-database calls, whose objects hold no cycle either. The count is kept, and the freeze made, on
-the event loop's thread only, so it is exact when read.
+and leave no cycle, whether they stream or are refused (`tests/test_stream_handler.py`,
+`tests/test_stream_collector.py`), so a stream frozen while it opens is still freed by
+reference counting; nor do the streams' own database calls, whose objects hold no cycle either.
+The count is kept, and the freeze made, on the event loop's thread only, so it is exact when
+read. On the public-APIs-only path (see `seam`) a stream is a Django request in flight for as
+long as it lives, so nothing is frozen there.
 """
 
 from __future__ import annotations
@@ -44,6 +46,9 @@ class Collector:
         self.streams = 0
         self.frozen_for = 0
         self.freezes = 0
+        # Off on the public-APIs-only path, where a stream is a Django request like any other,
+        # in flight for as long as it lives (see `seam`).
+        self.enabled = True
 
     @contextmanager
     def busy(self) -> Iterator[None]:
@@ -65,7 +70,7 @@ class Collector:
 
     def maybe_freeze(self) -> bool:
         """Freeze the live heap if enough streams opened since the last freeze and nothing is in flight."""
-        if self.in_flight or self.streams - self.frozen_for < self.every:
+        if not self.enabled or self.in_flight or self.streams - self.frozen_for < self.every:
             return False
         gc.collect()
         gc.freeze()

@@ -59,7 +59,7 @@ RESTART_MAX_SECONDS = 5.0
 class Channel:
     """A watched channel: its subscriptions and a ring of its newest events."""
 
-    __slots__ = ("name", "subs", "holders", "ring", "last", "pending", "filling")
+    __slots__ = ("name", "subs", "holders", "ring", "last", "pending", "filling", "batch")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -70,6 +70,9 @@ class Channel:
         self.last: int | None = None
         self.pending: list[LogEvent] = []
         self.filling = False
+        # The last batch `take` built, by what decides its bytes: the streams of a channel are
+        # mostly at the same position, so a burst is joined once, not once per stream.
+        self.batch: tuple[tuple[int, int, int, bool], Batch | None] | None = None
 
 
 class Subscription:
@@ -267,8 +270,14 @@ class Hub:
         ring = channel.ring
         if not ring or ring[0][0] > sub.last_id + 1:
             return None
+        key = (sub.last_id, channel.last, most, sub.ends_on_complete)
+        cached = channel.batch
+        if cached is not None and cached[0] == key:
+            return cached[1]  # events are immutable: the same ids make the same bytes
         start = sub.last_id + 1 - ring[0][0]
-        return batch_of(itertools.islice(ring, start, start + most), sub.ends_on_complete)
+        batch = batch_of(itertools.islice(ring, start, start + most), sub.ends_on_complete)
+        channel.batch = (key, batch)
+        return batch
 
     async def _page(self, sub: Subscription) -> Batch:
         """The next page of stored events after the stream's position."""

@@ -270,6 +270,10 @@ class StreamingASGIHandler(ASGIHandler):
     def __init__(self) -> None:
         super().__init__()
         self.stream_chain = stream_middleware_chain() if internals() else None
+        if self.stream_chain is None:
+            # Streams then take Django's own path, their requests in flight for as long as they
+            # live: no moment would be safe to freeze, so the collector does not (`collector`).
+            collector.enabled = False
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         """Serve streams on their own path; everything else as Django does."""

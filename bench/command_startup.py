@@ -2,11 +2,12 @@
 
     .venv/bin/python bench/command_startup.py [--against REF] [--runs 5]
 
-Runs each command (`--help`, `healthcheck`, `get_token`, `watch_task`, `create_test_task --help`)
-`--runs` times as a fresh process on a migrated SQLite database, in this tree and in a copy of
-`--against` (default `HEAD~1`, exported with `git archive`, so the repository is not touched),
-and prints the fastest and median wall time and the median CPU time of each, whether the process loaded numpy, scipy or
-PyAV, and the load average. `healthcheck` and `watch_task` ask a port where nothing listens, so
+Runs each command (`--help`, `healthcheck`, `get_token`, `watch_task`, `create_test_task --help`
+and `create_test_task` itself) `--runs` times as a fresh process on a migrated SQLite database,
+in this tree and in a copy of `--against` (default `HEAD~1`, exported with `git archive`, so the
+repository is not touched), and prints the fastest and median wall time and the median CPU time
+of each, whether the process loaded numpy, scipy or PyAV, and the load average. `healthcheck`
+and `watch_task` ask a port where nothing listens, so
 they measure start-up and a refused connection, not a server.
 """
 
@@ -36,6 +37,7 @@ COMMANDS = [
     ["get_token", "alice"],
     ["watch_task", "task_x", "--user", "alice", "--url", "http://127.0.0.1:9"],
     ["create_test_task", "--help"],
+    ["create_test_task", "--seconds", "2"],  # writes a 2 s WAV and creates a pending task
 ]
 # Prints whether the command loaded the audio stack; the command runs as `manage.py` would.
 RUNNER = (

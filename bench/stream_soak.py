@@ -85,8 +85,6 @@ async def soak(args: argparse.Namespace, port: int, token: str, audio_id: int, p
     outcomes: dict[str, int] = {}
     start = time.monotonic()
     end = start + args.minutes * 60
-    status, body = await request(port, "/api/v1/tasks/", token, "POST", json.dumps({"audio_file": audio_id}).encode())
-    task_path = f"/api/v1/sse/tasks/{json.loads(body)['id']}/progress" if status == 201 else None
     user_path = "/api/v1/sse/tasks/progress"
 
     async def api() -> None:
@@ -120,9 +118,9 @@ async def soak(args: argparse.Namespace, port: int, token: str, audio_id: int, p
             minute = time.monotonic()
             close_at = minute + 40
             streams = []
-            for i in range(args.streams):  # opened over the first 20 s of the minute
-                path = task_path if (task_path and i % 2) else user_path
-                streams.append(asyncio.ensure_future(hold_stream(port, path, token, close_at)))
+            for _ in range(args.streams):  # opened over the first 20 s of the minute
+                # The user's channel: a stream on a task would end as soon as its task does.
+                streams.append(asyncio.ensure_future(hold_stream(port, user_path, token, close_at)))
                 await asyncio.sleep(20 / args.streams)
             for outcome in await asyncio.gather(*streams):
                 outcomes[outcome] = outcomes.get(outcome, 0) + 1

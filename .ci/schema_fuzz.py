@@ -3,13 +3,14 @@
     .venv/bin/python .ci/schema_fuzz.py [--max-examples 90] [-- extra schemathesis arguments]
 
 Starts Daphne (`project.server`) and one worker on a fresh SQLite database in a temp folder,
-with a free port on loopback, and seeds real data (`seed`): alice's audio files, and her tasks
-in every state, two of them really processed (so their files exist). The worker is then stopped,
-so the seeded states stay put. Runs `schemathesis run` with every check, the examples, coverage,
-fuzzing and stateful (links) phases, with the seeded ids offered for every id parameter half of the
-time (so each operation reaches real objects, not only 404s); stops the service. Prints each
-operation's status mix (from the HAR report), the number of generated cases and of 5xx answers,
-and exits with schemathesis' status (non-zero on any failed check, a schema mismatch among them).
+with a free port on loopback, and seeds real data (`seed`): alice's audio files, her tasks in
+every state, two of them really processed (so their files exist), and a webhook endpoint with
+the deliveries those tasks owe it. The worker is then stopped, so the seeded states stay put.
+Runs `schemathesis run` with every check, the examples, coverage, fuzzing and stateful (links)
+phases, with the seeded ids offered for every id parameter half of the time (so each operation
+reaches real objects, not only 404s); stops the service. Prints each operation's status mix
+(from the HAR report), the number of generated cases and of 5xx answers, and exits with
+schemathesis' status (non-zero on any failed check, a schema mismatch among them).
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def main() -> int:
                 timeout=30,
             ).json()
             token = tokens["access"]
-            audio_ids, task_ids = seed(service, token, Path(tmp))
+            audio_ids, task_ids, webhook_ids, delivery_ids = seed(service, token, Path(tmp))
             config = Path(tmp) / "schemathesis.toml"
             config.write_text(
                 CONFIG.format(
@@ -78,6 +79,9 @@ def main() -> int:
                     stream_examples=max(5, args.max_examples // 4),
                     audio_ids=json.dumps(audio_ids),
                     task_ids=json.dumps(task_ids),
+                    webhook_ids=json.dumps(webhook_ids[:1]),
+                    spare_webhook_ids=json.dumps(webhook_ids[1:]),
+                    delivery_ids=json.dumps(delivery_ids),
                     wav=json.dumps(TINY_WAV.decode("latin-1")),  # a JSON string is a TOML string
                     password=json.dumps(live_server.PASSWORD),
                     refresh=json.dumps(tokens["refresh"]),
@@ -136,12 +140,17 @@ def main() -> int:
             live_server.stop_service(service)
 
 
-def seed(service: live_server.LiveService, token: str, folder: Path) -> tuple[list[int], list[str]]:
-    """Give alice audio files and tasks in every state; return (audio ids, task ids).
+def seed(
+    service: live_server.LiveService, token: str, folder: Path
+) -> tuple[list[int], list[str], list[str], list[str]]:
+    """Give alice audio files, tasks in every state and a webhook endpoint with deliveries.
 
     A completed `analyze` and `normalize` task (processed by the worker, so their waveform and
-    output exist), then, with the worker stopped, a pending, a processing, a failed and a
-    cancelled task, set through the services as a worker and a user would.
+    output exist), then, with the worker stopped, a webhook endpoint (made in the shell: its
+    address is a public name, which the API would resolve) and a pending, a processing, a failed
+    and a cancelled task, set through the services as a worker and a user would, which owe the
+    endpoint its deliveries, and a spare endpoint for the fuzz to delete. Returns (audio ids, task
+    ids, endpoint ids: the one with deliveries first, delivery ids).
     """
     from tasks_app.audio.generate import write_tone
 
@@ -166,7 +175,11 @@ def seed(service: live_server.LiveService, token: str, folder: Path) -> tuple[li
     states = service.shell(
         "from django.contrib.auth import get_user_model\n"
         "from tasks_app import services\n"
+        "from tasks_app.webhooks.models import WebhookDelivery, WebhookEndpoint\n"
         "alice = get_user_model().objects.get(username='alice')\n"
+        "hook = WebhookEndpoint.objects.create(owner=alice, url='https://hooks.example.com/fuzz',\n"
+        "    events=['task.completed', 'task.failed', 'task.cancelled', 'task.progress'])\n"
+        "spare = WebhookEndpoint.objects.create(owner=alice, url='https://hooks.example.com/spare')\n"
         f"audio = {audio_ids[1]}\n"
         "pending = services.task_create(owner=alice, audio_file_id=audio)\n"
         "processing = services.task_create(owner=alice, audio_file_id=audio)\n"
@@ -177,8 +190,12 @@ def seed(service: live_server.LiveService, token: str, folder: Path) -> tuple[li
         "cancelled = services.task_create(owner=alice, audio_file_id=audio)\n"
         "services.task_cancel(task_id=cancelled.id)\n"
         "print(pending.id, processing.id, failed.id, cancelled.id)\n"
+        "print(hook.id, spare.id)\n"
+        "print(*WebhookDelivery.objects.filter(endpoint=hook).values_list('message_id', flat=True))\n"
     )
-    return audio_ids, done + states.split()
+    tasks, hooks, deliveries = states.strip().splitlines()[-3:]
+    assert deliveries.split(), "the seeded failure and cancellation owe the endpoint deliveries"
+    return audio_ids, done + tasks.split(), hooks.split(), deliveries.split()
 
 
 def operation_of(method: str, path: str, templates: list[tuple[str, re.Pattern]]) -> str:
@@ -217,6 +234,9 @@ CONFIG = """\
 [dictionaries]
 audio = {{ values = {audio_ids} }}
 tasks = {{ values = {task_ids} }}
+webhooks = {{ values = {webhook_ids} }}
+spare_webhooks = {{ values = {spare_webhook_ids} }}
+deliveries = {{ values = {delivery_ids} }}
 
 # An upload that decodes (the tiny WAV below), and real credentials and tokens, so the upload
 # and the token endpoints answer 2xx too, not only 400/401. Schemathesis still warns of a
@@ -238,6 +258,20 @@ jwt = {{ values = [{access}, {refresh}] }}
 "path.task_id" = {{ dictionary = "tasks", probability = 0.5 }}
 "body.audio_file" = {{ dictionary = "audio", probability = 0.5 }}
 "body.task_id" = {{ dictionary = "tasks", probability = 0.5 }}
+
+# A webhook's `id` is an endpoint id, not an audio file's. Deleting is offered a spare endpoint
+# only: deleting the one with deliveries would leave redelivering nothing but 404s.
+[[operations]]
+include-path-regex = "^/api/v1/webhooks/"
+exclude-method = "DELETE"
+[operations.parameters]
+"path.id" = {{ dictionary = "webhooks", probability = 0.5 }}
+"path.delivery_id" = {{ dictionary = "deliveries", probability = 0.5 }}
+
+[[operations]]
+include-name = "DELETE /api/v1/webhooks/{{id}}/"
+[operations.parameters]
+"path.id" = {{ dictionary = "spare_webhooks", probability = 0.5 }}
 
 # A stream is read until it ends or for {timeout} s (the snapshot comes at once, the all-tasks
 # stream never ends); schemathesis checks the events read by then.

@@ -53,7 +53,7 @@ def publish_task(task: Task, *, created: bool = False) -> None:
     """
     data = _json(task_progress(task))
     events: list[LogEvent] = []
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):  # one transaction with the change, no savepoint
         for channel in (task.channel, user_channel(task.owner_id)):
             events.append(log.append(channel, PROGRESS, data))
             if task.is_terminal:

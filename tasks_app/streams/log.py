@@ -81,19 +81,67 @@ def frame(event_type: str, data: str, event_id: str | None = None) -> bytes:
 
 
 def append(channel: str, event_type: str, data: str) -> LogEvent:
-    """Store one event on a channel; call inside the transaction of the change it reports."""
-    with transaction.atomic():
-        counter = EventCounter.objects.filter(name=channel)
-        # QuerySet.update() skips auto_now: set `updated` so housekeeping sees activity.
-        if not counter.update(value=F("value") + 1, updated=timezone.now()):
+    """Store one event on a channel; call inside the transaction of the change it reports.
+
+    Every job's progress report and every task change pays this twice (the task's channel and
+    its owner's), so it is two statements: the counter bumped and read back in one `UPDATE …
+    RETURNING` (PostgreSQL, SQLite 3.35+), and the row inserted. It joins the caller's
+    transaction without a savepoint of its own: if it fails, so does the change it reports.
+    """
+    now = timezone.now()
+    with transaction.atomic(savepoint=False):
+        eid = _bump(channel, now)
+        if eid is None:  # the channel's first event
             try:
                 with transaction.atomic():
                     EventCounter.objects.create(name=channel, value=1)
+                eid = 1
             except IntegrityError:  # created meanwhile by a concurrent first append
-                counter.update(value=F("value") + 1, updated=timezone.now())
-        eid = EventCounter.objects.filter(name=channel).values_list("value", flat=True).get()
-        StoredEvent.objects.create(channel=channel, type=event_type, data=data, eid=eid)
+                eid = _bump(channel, now)
+        with connection.cursor() as cursor:
+            cursor.execute(_sql()["insert"], [channel, event_type, data, eid, _when(now)])
     return LogEvent(channel, eid, event_type, data)
+
+
+def _bump(channel: str, now) -> int | None:
+    """Add one to a channel's counter (the row stays locked until commit); its new value, or
+    None when the channel has no counter yet."""
+    if not connection.features.can_return_columns_from_insert:  # no UPDATE … RETURNING either
+        counter = EventCounter.objects.filter(name=channel)
+        if not counter.update(value=F("value") + 1, updated=now):
+            return None
+        return counter.values_list("value", flat=True).get()
+    with connection.cursor() as cursor:
+        cursor.execute(_sql()["bump"], [_when(now), channel])
+        row = cursor.fetchone()
+    return None if row is None else int(row[0])
+
+
+def _when(now):
+    return connection.ops.adapt_datetimefield_value(now)
+
+
+_SQL: dict[str, dict[str, str]] = {}
+
+
+def _sql() -> dict[str, str]:
+    """The append's two statements for this database, built once from the models' tables."""
+    statements = _SQL.get(connection.vendor)
+    if statements is None:
+        quote = connection.ops.quote_name
+
+        def column(model, name: str) -> str:
+            return quote(model._meta.get_field(name).column)
+
+        counter, event = quote(EventCounter._meta.db_table), quote(StoredEvent._meta.db_table)
+        value = column(EventCounter, "value")
+        names = ", ".join(column(StoredEvent, f) for f in ("channel", "type", "data", "eid", "created"))
+        statements = _SQL[connection.vendor] = {
+            "bump": f"UPDATE {counter} SET {value} = {value} + 1, {column(EventCounter, 'updated')} = %s "
+            f"WHERE {column(EventCounter, 'name')} = %s RETURNING {value}",
+            "insert": f"INSERT INTO {event} ({names}) VALUES (%s, %s, %s, %s, %s)",
+        }
+    return statements
 
 
 def ensure_channel(channel: str) -> None:

@@ -9,8 +9,9 @@ the API answers `--api-rate` GETs a second and a task is created and run every f
 Every 10 s it samples the web process: RSS, and `python_gc_frozen_objects` from /metrics
 (the collector's permanent generation: the start-up heap, and streams frozen as they open while
 no request is in flight, see tasks_app/streams/collector.py). It reports
-RSS growth from the end of `--warmup` minutes to the end, the freeze count's range, and the
-API's latency. `--public` runs the server on public APIs only (SSE_PUBLIC_APIS_ONLY).
+RSS growth from the end of `--warmup` minutes to the end (first sample to last, and minute to
+minute at the same point of the churn: each minute's peak and low), the freeze count's range,
+and the API's latency. `--public` runs the server on public APIs only (SSE_PUBLIC_APIS_ONLY).
 """
 
 from __future__ import annotations
@@ -131,12 +132,16 @@ async def soak(args: argparse.Namespace, port: int, token: str, audio_id: int, p
             status, body = await request(port, "/metrics", token)
             frozen = re.search(rb"^python_gc_frozen_objects (\S+)", body, re.M)
             streams = re.search(rb"^sse_open_streams (\S+)", body, re.M)
+            busy = re.search(rb"^http_requests_in_flight (\S+)", body, re.M)
+            freezes = re.search(rb"^python_gc_freezes (\S+)", body, re.M)
             samples.append(
                 {
                     "t": round(time.monotonic() - start),
                     "rss_kb": rss_kb(pid),
                     "frozen": int(float(frozen.group(1))) if frozen else None,
                     "streams": int(float(streams.group(1))) if streams else None,
+                    "in_flight": int(float(busy.group(1))) if busy else None,
+                    "freezes": int(float(freezes.group(1))) if freezes else None,
                 }
             )
             print(json.dumps(samples[-1]), flush=True)
@@ -146,7 +151,17 @@ async def soak(args: argparse.Namespace, port: int, token: str, audio_id: int, p
     after = [s for s in samples if s["t"] >= args.warmup * 60] or samples
     base, last = after[0]["rss_kb"], samples[-1]["rss_kb"]
     frozen = [s["frozen"] for s in samples if s["frozen"] is not None]
+    # RSS swings within each minute as its 1,000 streams open and close: compare minutes at the
+    # same point of the cycle, their peak (all streams open) and their low (all closed).
+    minutes: dict[int, list[int]] = {}
+    for s in samples:
+        minutes.setdefault(s["t"] // 60, []).append(s["rss_kb"])
+    whole = [m for m in sorted(minutes) if m >= args.warmup and len(minutes[m]) >= 5]
+    first, final = (minutes[whole[0]], minutes[whole[-1]]) if whole else (None, None)
     return {
+        "rss_mb_by_minute_low_peak": {m: [round(min(v) / 1024), round(max(v) / 1024)] for m, v in minutes.items()},
+        "peak_growth_pct": round(100 * (max(final) - max(first)) / max(first), 1) if whole else None,
+        "low_growth_pct": round(100 * (min(final) - min(first)) / min(first), 1) if whole else None,
         "rss_mb_at_warmup": round(base / 1024, 1),
         "rss_mb_at_end": round(last / 1024, 1),
         "rss_mb_peak": round(max(s["rss_kb"] for s in samples) / 1024, 1),
@@ -168,6 +183,7 @@ def main() -> None:
     parser.add_argument("--streams", type=int, default=1000)
     parser.add_argument("--api-rate", type=float, default=50)
     parser.add_argument("--public", action="store_true")
+    parser.add_argument("--keep-log", type=Path, help="copy the server's log here at the end")
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -190,6 +206,8 @@ def main() -> None:
         print(json.dumps({"args": vars(args), **result}, indent=2))
     finally:
         stop_service(service)
+        if args.keep_log:
+            shutil.copyfile(tmp / "daphne.log", args.keep_log)
         log = (tmp / "daphne.log").read_text(errors="replace").splitlines()
         print("\n".join(line for line in log if "HTTP" not in line and "- - [" not in line)[-3000:])
         shutil.rmtree(tmp, ignore_errors=True)

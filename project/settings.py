@@ -166,6 +166,10 @@ REQUEST_HEADER_TIMEOUT_SECONDS = float(env("REQUEST_HEADER_TIMEOUT_SECONDS", "30
 REQUEST_BODY_TIMEOUT_SECONDS = float(env("REQUEST_BODY_TIMEOUT_SECONDS", "30"))
 REQUEST_BODY_MIN_BYTES_PER_SECOND = env_int("REQUEST_BODY_MIN_BYTES_PER_SECOND", 1024)
 REQUEST_HEADERS_MAX_BYTES = env_int("REQUEST_HEADERS_MAX_BYTES", 64 * 1024)
+# Threads of a web process for requests' synchronous code (views, database), started once and
+# shared, each request on the least busy (tasks_app/streams/seam.py: RequestThreads). Streams
+# need none; a request waiting for its turn holds no thread.
+WEB_REQUEST_THREADS = env_int("WEB_REQUEST_THREADS", 8)
 # Bounds on decoded work, checked at upload: a small file can decode to hours of samples.
 AUDIO_MAX_DURATION_SECONDS = float(env("AUDIO_MAX_DURATION_SECONDS", str(6 * 3600)))
 AUDIO_MAX_SAMPLES = env_int("AUDIO_MAX_SAMPLES", 1_000_000_000)

@@ -17,6 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from .models import Task
+from .streams.collector import collector
 from .webhooks.metrics import WebhookCollector
 
 REGISTRY = CollectorRegistry()
@@ -32,6 +33,11 @@ SSE_STREAM_CONNECTS = Counter(
 # Objects frozen out of the collector's sight (only the start-up heap: nothing freezes later).
 GC_FROZEN = Gauge("python_gc_frozen_objects", "Objects in the collector's permanent generation.", registry=REGISTRY)
 GC_FROZEN.set_function(gc.get_freeze_count)
+# The collector's freezes and what holds them back: it freezes only with no request in flight.
+HTTP_IN_FLIGHT = Gauge("http_requests_in_flight", "Non-stream requests being served now.", registry=REGISTRY)
+HTTP_IN_FLIGHT.set_function(lambda: collector.in_flight)
+GC_FREEZES = Gauge("python_gc_freezes", "Times the collector froze the live heap.", registry=REGISTRY)
+GC_FREEZES.set_function(lambda: collector.freezes)
 
 DURATION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200)
 WAIT_BUCKETS = (0.1, 0.5, 1, 5, 15, 30, 60, 300, 900, 3600)

@@ -28,6 +28,7 @@ Daphne's own server and app path, Django's own ASGI path, and Twisted's `Request
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hashlib
 import inspect
@@ -35,11 +36,12 @@ import io
 import logging
 import re
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any
 
-from asgiref.sync import markcoroutinefunction
+from asgiref.sync import ThreadSensitiveContext, markcoroutinefunction
 from daphne.http_protocol import HTTPFactory
 from daphne.server import Server
 from django.conf import settings
@@ -264,12 +266,43 @@ def stream_middleware_chain() -> Handler:
     return handler
 
 
+class RequestThreads:
+    """A fixed set of threads for requests' synchronous code (views, the ORM, middleware).
+
+    Django runs a request's synchronous code on a thread of its own: asgiref's per-request
+    context starts a new thread for it, and one more to join it when the request ends, and
+    the event loop waits on each start. Under load those waits stall the loop, requests pile
+    up, and every one of them holds a thread. Here each request is handed, through asgiref's
+    public `ThreadSensitiveContext(executor=…)`, the single-thread executor with the fewest
+    requests: a request's calls still run one at a time on one thread, as Django expects;
+    the threads are started once; and a request that waits for its turn holds no thread.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.executors = [ThreadPoolExecutor(1, thread_name_prefix=f"request-{i}") for i in range(size)]
+        self.load = [0] * size
+
+    @contextlib.asynccontextmanager
+    async def context(self) -> AsyncIterator[None]:
+        """Run the block's thread-sensitive calls on the least busy thread."""
+        i = self.load.index(min(self.load))
+        self.load[i] += 1
+        try:
+            async with ThreadSensitiveContext(executor=self.executors[i]):
+                yield
+        finally:
+            self.load[i] -= 1
+
+
 class StreamingASGIHandler(ASGIHandler):
     """Django's ASGI handler, with a lean path for stream views (see the module)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.stream_chain = stream_middleware_chain() if internals() else None
+        # On the public path a stream is a Django request for as long as it lives: it keeps
+        # Django's own thread per request, so no stream waits for another's thread.
+        self.threads = RequestThreads(settings.WEB_REQUEST_THREADS) if self.stream_chain is not None else None
         if self.stream_chain is None:
             # Streams then take Django's own path, their requests in flight for as long as they
             # live: no moment would be safe to freeze, so the collector does not (`collector`).
@@ -289,8 +322,11 @@ class StreamingASGIHandler(ASGIHandler):
             if match is not None and getattr(match.func, "sse_stream", False):
                 await self.serve_stream(scope, receive, send, match)
                 return
-            with collector.busy():  # no freeze while a request is in flight (see `collector`)
-                await super().__call__(scope, receive, send)
+            # No freeze while a request is in flight (see `collector`). Django's own per-request
+            # context inside finds this one and uses its thread.
+            with collector.busy():
+                async with self.threads.context():
+                    await super().__call__(scope, receive, send)
             return
         await super().__call__(scope, receive, send)
 

@@ -1,0 +1,96 @@
+"""Requests' synchronous code runs on a fixed set of threads (`seam.RequestThreads`).
+
+asgiref's per-request context starts a thread for every request and another to join it, and
+the event loop waits on each start: under load the waits pile up and so do the requests, each
+holding a thread. The web process instead hands each request the least busy of a few threads
+started once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.core.signals import request_started
+from rest_framework_simplejwt.tokens import AccessToken
+
+from tasks_app.streams.seam import RequestThreads, StreamingASGIHandler
+from tests.test_stream_handler import stream_scope
+
+
+def get_scope(path: str, token: str) -> dict:
+    return {**stream_scope("x", token), "path": path, "raw_path": path.encode()}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_many_requests_run_on_the_few_threads_started_once(user, settings):
+    settings.WEB_REQUEST_THREADS = 3
+    app = StreamingASGIHandler()
+    scope = get_scope("/api/v1/auth/me/", str(AccessToken.for_user(user)))
+    names: list[str] = []
+
+    def seen(**kwargs) -> None:
+        names.append(threading.current_thread().name)
+
+    async def one() -> int:
+        sent: list[dict] = []
+        bodies = [{"type": "http.request", "body": b"", "more_body": False}]
+
+        async def receive() -> dict:
+            if bodies:
+                return bodies.pop()
+            await asyncio.Event().wait()  # the client stays; Django cancels this when done
+            raise AssertionError("unreachable")
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        await app(scope, receive, send)
+        return sent[0]["status"]
+
+    async def run() -> list[int]:
+        return await asyncio.gather(*(one() for _ in range(40)))
+
+    request_started.connect(seen)
+    try:
+        threads_before = threading.active_count()
+        statuses = asyncio.run(run())
+        threads_after = threading.active_count()
+    finally:
+        request_started.disconnect(seen)
+    assert statuses == [200] * 40
+    assert len(names) == 40
+    assert {name.rsplit("_", 1)[0] for name in names} <= {"request-0", "request-1", "request-2"}, set(names)
+    assert len(set(names)) >= 2, "concurrent requests were not spread over the threads"
+    assert threads_after <= threads_before + 3
+
+
+def test_a_request_gets_an_idle_thread_while_another_blocks_its_own():
+    async def scenario() -> tuple[str, str, list[int]]:
+        threads = RequestThreads(2)
+        gate = threading.Event()
+
+        def blocked() -> str:
+            assert gate.wait(60), "never released"
+            return threading.current_thread().name
+
+        def quick() -> str:
+            return threading.current_thread().name
+
+        async def request(work) -> str:
+            async with threads.context():
+                return await sync_to_async(work)()
+
+        slow = asyncio.ensure_future(request(blocked))
+        while threads.load != [1, 0]:  # until the slow request holds the first thread
+            await asyncio.sleep(0)
+        quick_name = await asyncio.wait_for(request(quick), 60)  # not queued behind the slow one
+        gate.set()
+        slow_name = await slow
+        return slow_name, quick_name, threads.load
+
+    slow_name, quick_name, load = asyncio.run(scenario())
+    assert slow_name.startswith("request-0") and quick_name.startswith("request-1")
+    assert load == [0, 0]

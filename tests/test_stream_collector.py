@@ -16,7 +16,7 @@ from rest_framework_simplejwt.tokens import AccessToken
 
 from tasks_app.streams import hub as hub_module
 from tasks_app.streams import seam
-from tasks_app.streams.collector import HELD_THRESHOLD, HOLD_MAX_SECONDS, Collector, collector
+from tasks_app.streams.collector import Collector, collector
 from tasks_app.streams.seam import StreamingASGIHandler
 from tests.test_stream_handler import cyclic_garbage, stream_scope
 
@@ -47,28 +47,6 @@ def test_a_freeze_waits_until_no_request_is_in_flight(thawed):
     watch.enabled = False  # the public-APIs-only path: never
     watch.streams_changed(100)
     assert watch.freezes == 2
-
-
-def test_a_waiting_freeze_holds_full_collections_back_for_a_while(thawed):
-    now = [0.0]
-    watch = Collector(every=10, clock=lambda: now[0])
-    before = gc.get_threshold()
-    try:
-        with watch.busy():
-            watch.streams_changed(25)  # due, but a request is in flight
-            assert gc.get_threshold() == (*before[:2], HELD_THRESHOLD)
-            now[0] = HOLD_MAX_SECONDS + 1
-            watch.streams_changed(26)  # held back long enough: full collections resume
-            assert gc.get_threshold() == before and watch.gave_up
-            watch.streams_changed(27)
-            assert gc.get_threshold() == before, "held back again before the next freeze"
-        assert watch.freezes == 1 and not watch.gave_up
-        with watch.busy():
-            watch.streams_changed(40)  # the next wait holds them back again, until its freeze
-            assert gc.get_threshold()[2] == HELD_THRESHOLD
-        assert watch.freezes == 2 and gc.get_threshold() == before
-    finally:
-        gc.set_threshold(*before)
 
 
 def test_the_public_apis_path_never_freezes(settings, monkeypatch):

@@ -20,16 +20,8 @@ and leave no cycle, whether they stream or are refused (`tests/test_stream_handl
 `tests/test_stream_collector.py`), so a stream frozen while it opens is still freed by
 reference counting; nor do the streams' own database calls, whose objects hold no cycle either.
 The count is kept, and the freeze made, on the event loop's thread only, so it is exact when
-read.
-
-A freeze that is due while requests are in flight waits, and meanwhile the collector's full
-collections are held back (its third threshold raised): each would walk every stream opened
-since the last freeze, and on a busy server the pauses hold requests longer, so that none is
-ever free of them. Young objects are still collected as usual. Held back for more than
-`HOLD_MAX_SECONDS`, full collections resume as Python schedules them, until the next freeze.
-
-On the public-APIs-only path (see `seam`) a stream is a Django request in flight for as long as
-it lives, so nothing is frozen there.
+read. On the public-APIs-only path (see `seam`) a stream is a Django request in flight for as
+long as it lives, so nothing is frozen there.
 """
 
 from __future__ import annotations
@@ -37,29 +29,19 @@ from __future__ import annotations
 import gc
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 logger = logging.getLogger(__name__)
 
 FREEZE_EVERY_STREAMS = 50
-# The longest full collections wait for a freeze: cyclic garbage that reached the oldest
-# generation meanwhile is freed no later than this.
-HOLD_MAX_SECONDS = 10.0
-HELD_THRESHOLD = 1 << 30
 
 
 class Collector:
     """What is in flight in this process, and the streams open at the last freeze."""
 
-    def __init__(self, every: int = FREEZE_EVERY_STREAMS, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, every: int = FREEZE_EVERY_STREAMS) -> None:
         self.every = every
-        self.clock = clock
-        # Since when full collections are held back for a freeze (None: they are not), and
-        # the collector's thresholds before; `gave_up` once held back for too long.
-        self.held_since: float | None = None
-        self.thresholds: tuple[int, int, int] | None = None
-        self.gave_up = False
         self.in_flight = 0
         self.streams = 0
         self.frozen_for = 0
@@ -87,39 +69,14 @@ class Collector:
         self.maybe_freeze()
 
     def maybe_freeze(self) -> bool:
-        """Freeze the live heap if enough streams opened since the last freeze and nothing is in
-        flight; while requests are, hold full collections back until it can."""
-        if not self.enabled or self.streams - self.frozen_for < self.every:
-            return False
-        if self.in_flight:
-            self.hold()
+        """Freeze the live heap if enough streams opened since the last freeze and nothing is in flight."""
+        if not self.enabled or self.in_flight or self.streams - self.frozen_for < self.every:
             return False
         gc.collect()
         gc.freeze()
-        self.release()
-        self.gave_up = False
         self.frozen_for = self.streams
         self.freezes += 1
         return True
-
-    def hold(self) -> None:
-        """Hold full collections back for a freeze that waits, for `HOLD_MAX_SECONDS` at most."""
-        if self.held_since is None:
-            if not self.gave_up:
-                self.held_since = self.clock()
-                self.thresholds = gc.get_threshold()
-                gc.set_threshold(self.thresholds[0], self.thresholds[1], HELD_THRESHOLD)
-        elif self.clock() - self.held_since > HOLD_MAX_SECONDS:
-            self.release()
-            self.gave_up = True  # until the next freeze
-            logger.info("No moment without a request in flight for %.0f s: full collections resume", HOLD_MAX_SECONDS)
-
-    def release(self) -> None:
-        """Let full collections run as Python schedules them again."""
-        if self.thresholds is not None:
-            gc.set_threshold(*self.thresholds)
-        self.held_since = None
-        self.thresholds = None
 
 
 collector = Collector()

@@ -17,7 +17,7 @@ from django.core.signals import request_started
 from rest_framework_simplejwt.tokens import AccessToken
 
 from tasks_app.streams.seam import RequestThreads, StreamingASGIHandler
-from tests.test_stream_handler import stream_scope
+from tests.test_stream_handler import receive_then_wait, stream_scope
 
 
 def get_scope(path: str, token: str) -> dict:
@@ -36,18 +36,11 @@ def test_many_requests_run_on_the_few_threads_started_once(user, settings):
 
     async def one() -> int:
         sent: list[dict] = []
-        bodies = [{"type": "http.request", "body": b"", "more_body": False}]
-
-        async def receive() -> dict:
-            if bodies:
-                return bodies.pop()
-            await asyncio.Event().wait()  # the client stays; Django cancels this when done
-            raise AssertionError("unreachable")
 
         async def send(message: dict) -> None:
             sent.append(message)
 
-        await app(scope, receive, send)
+        await app(scope, receive_then_wait(), send)
         return sent[0]["status"]
 
     async def run() -> list[int]:

@@ -18,7 +18,7 @@ from tasks_app.streams import hub as hub_module
 from tasks_app.streams import seam
 from tasks_app.streams.collector import Collector, collector
 from tasks_app.streams.seam import StreamingASGIHandler
-from tests.test_stream_handler import cyclic_garbage, stream_scope
+from tests.test_stream_handler import cyclic_garbage, receive_then_wait, stream_scope
 
 
 @pytest.fixture
@@ -86,15 +86,8 @@ def test_a_request_in_flight_through_the_app_holds_back_the_freeze(user, monkeyp
     sent: list[dict] = []
 
     async def run() -> tuple[int, int]:
-        body_may_come = asyncio.Event()
-        bodies = [{"type": "http.request", "body": b"{}", "more_body": False}]
-
-        async def receive() -> dict:
-            await body_may_come.wait()  # the request is in flight, its body still arriving
-            if bodies:
-                return bodies.pop()
-            await asyncio.Event().wait()  # the client stays; Django cancels this when done
-            raise AssertionError("unreachable")
+        body_may_come = asyncio.Event()  # until set, the request is in flight, its body still arriving
+        receive = receive_then_wait(b"{}", body_may_come)
 
         async def send(message: dict) -> None:
             sent.append(message)

@@ -13,6 +13,7 @@ import gc
 import json
 import re
 import time
+from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
 
@@ -54,6 +55,22 @@ def stream_scope(task_id: str, token: str) -> dict:
         "client": ("127.0.0.1", 50000),
         "server": ("127.0.0.1", 8000),
     }
+
+
+def receive_then_wait(body: bytes = b"", gate: asyncio.Event | None = None) -> Callable[[], Awaitable[dict]]:
+    """An ASGI `receive`: the request's body (once `gate` is set), then nothing: the client
+    stays until Django cancels the call when the response is done."""
+    bodies = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def receive() -> dict:
+        if gate is not None:
+            await gate.wait()
+        if bodies:
+            return bodies.pop()
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    return receive
 
 
 async def open_and_drop(app: StreamingASGIHandler, scope: dict) -> list[dict]:

@@ -91,13 +91,9 @@ def append(channel: str, event_type: str, data: str) -> LogEvent:
     now = timezone.now()
     with transaction.atomic(savepoint=False):
         eid = _bump(channel, now)
-        if eid is None:  # the channel's first event
-            try:
-                with transaction.atomic():
-                    EventCounter.objects.create(name=channel, value=1)
-                eid = 1
-            except IntegrityError:  # created meanwhile by a concurrent first append
-                eid = _bump(channel, now)
+        if eid is None:  # the channel's first event: its counter first, safe against a race
+            ensure_channel(channel)
+            eid = _bump(channel, now)
         with connection.cursor() as cursor:
             cursor.execute(_sql()["insert"], [channel, event_type, data, eid, _when(now)])
     return LogEvent(channel, eid, event_type, data)

@@ -1,25 +1,51 @@
-"""Gzip for one SSE stream: every event compressed and flushed at once, a few KB per stream.
+"""Gzip for SSE streams: every event compressed and flushed at once, once per channel.
 
-A stream repeats itself: each event is the one before with a few digits changed, so one deflate
-context per stream, flushed after every event (`Z_SYNC_FLUSH`, which ends the output on a byte
-boundary so the client can decode the event now), sends an event in about 40 bytes instead of
-about 280. The window only has to reach back one event, so it is 1 KiB (`WBITS`) instead of
-32 KiB, and the hash table is the smallest (`MEM_LEVEL`): about 11 KB per stream instead of
-about 270 KB, which is what keeps an idle compressed stream cheap.
+A stream repeats itself: each event is the one before with a few digits changed, so a deflate
+context flushed after every event (`Z_SYNC_FLUSH`, which ends the output on a byte boundary so
+the client can decode the event now) sends an event in about 40 bytes instead of about 280.
+The window only has to reach back one event, so it is 1 KiB (`WBITS`) instead of 32 KiB, and
+the hash table is the smallest (`MEM_LEVEL`): about 11 KB per context instead of about 270 KB.
+
+A channel's caught-up streams are at the same position and send the same events, so they share
+one context, the channel's `Lane`: each event is compressed once, however many streams follow
+the channel, and every stream that wrote the lane's chunks since it joined has the same history
+as the lane. A stream joins at a chunk that refers to nothing before it (the lane's first, or
+one made after a full flush, which empties the lane's history), so what it wrote before does not
+matter; anything it writes outside the lane (its first snapshot, a page from storage, a
+keep-alive) makes it leave, and it joins again at the next fresh chunk. Each stream keeps only
+the gzip trailer's sums (CRC-32 and length of what it sent), and its own context only while it
+writes outside the lane: an idle stream holds none.
 """
 
 from __future__ import annotations
 
+import itertools
 import zlib
+from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 
 # 2**10 bytes of history: several events' worth. A larger window compresses no better (an
-# event only refers back to the previous one) and costs memory on every open stream.
+# event only refers back to the previous one) and costs memory on every context.
 WBITS = 10
 MEM_LEVEL = 1
 LEVEL = 6
 CONTENT_ENCODING = "gzip"
+# RFC 1952: deflate, no file name, no time, unknown system. The body is raw deflate after it.
+GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+
+
+def _context() -> zlib._Compress:
+    return zlib.compressobj(LEVEL, zlib.DEFLATED, -WBITS, MEM_LEVEL)
+
+
+# The empty last block that ends a deflate stream at a byte boundary, before the trailer.
+LAST_BLOCK = _context().flush(zlib.Z_FINISH)
+# Compressed events a lane keeps: a stream up to this far behind the newest stays in the lane.
+LANE_EVENTS = 64
+# Parts sent alone (a keep-alive) compressed once, by their bytes.
+_ALONE: dict[bytes, bytes] = {}
+_ALONE_MAX = 64
 
 
 def accepts_gzip(accept_encoding: str | None) -> bool:
@@ -38,19 +64,134 @@ def accepts_gzip(accept_encoding: str | None) -> bool:
     return False
 
 
+class Lane:
+    """One deflate context that a channel's caught-up gzip streams share (see the module).
+
+    It compresses the channel's events in order, each flushed on its own, as streams ask for
+    them, and keeps the newest `LANE_EVENTS`. A stream whose bytes so far end with the lane's
+    pieces up to event `p` may send any of the lane's pieces after `p`, joined: they decode
+    against its history byte for byte. A fresh piece (the lane's first, or one after a full
+    flush) refers to nothing before it, so any stream may start there.
+    """
+
+    __slots__ = ("_ring", "_deflate", "_done", "_joined", "joiners")
+
+    def __init__(self, ring: deque[tuple[int, str, bytes]]) -> None:
+        # The channel's ring: (id, kind, framed event) of consecutive ids.
+        self._ring = ring
+        self._deflate: zlib._Compress | None = None
+        # (id, compressed piece, fresh) of consecutive ids.
+        self._done: deque[tuple[int, bytes, bool]] = deque(maxlen=LANE_EVENTS)
+        # The last span joined, by its ids: the streams of a channel mostly ask for the same.
+        self._joined: tuple[int, int, bytes] | None = None
+        # A stream at the newest event could not join: the next piece starts afresh.
+        self.joiners = False
+
+    def span(self, first: int, upto: int) -> tuple[bytes, bool] | None:
+        """Events `first`..`upto` compressed in the lane, and whether that refers to nothing
+        before `first`; None when the lane cannot give them (the ring has moved on)."""
+        done = self._done
+        if (not done or done[-1][0] < upto) and not self._extend(first, upto):
+            return None
+        base = done[0][0]
+        if first < base:
+            return None
+        fresh = done[first - base][2]
+        if first == upto:
+            return done[first - base][1], fresh
+        joined = self._joined
+        if joined is None or joined[0] != first or joined[1] != upto:
+            pieces = itertools.islice(done, first - base, upto - base + 1)
+            joined = self._joined = (first, upto, b"".join(piece for _, piece, _ in pieces))
+        return joined[2], fresh
+
+    def newest(self) -> int:
+        """The id of the newest event the lane compressed (0 before any)."""
+        return self._done[-1][0] if self._done else 0
+
+    def _extend(self, first: int, upto: int) -> bool:
+        """Compress the ring's events after the lane's newest, up to `upto`."""
+        ring, done = self._ring, self._done
+        if not ring or ring[-1][0] < upto:
+            return False
+        start = done[-1][0] + 1 if done else first
+        restart = start < ring[0][0] or start < first
+        if restart:  # the lane fell behind the ring or this stream: it starts again here
+            start = first
+            done.clear()
+            self._joined = None
+        if start < ring[0][0]:
+            return False
+        deflate = self._deflate
+        for eid, _, framed in itertools.islice(ring, start - ring[0][0], upto - ring[0][0] + 1):
+            fresh = deflate is None or restart or self.joiners
+            if deflate is None:
+                deflate = self._deflate = _context()
+                prefix = b""
+            else:  # a full flush empties the history: what follows refers to nothing before
+                prefix = deflate.flush(zlib.Z_FULL_FLUSH) if fresh else b""
+            done.append((eid, prefix + deflate.compress(framed) + deflate.flush(zlib.Z_SYNC_FLUSH), fresh))
+            restart = self.joiners = False
+        return True
+
+
 class GzipStream:
     """The gzip encoder of one response: `encode` each part as it is written, `finish` at its end."""
 
-    __slots__ = ("_deflate",)
+    __slots__ = ("_deflate", "_crc", "_size", "_lane", "_started")
 
     headers = {"Content-Encoding": CONTENT_ENCODING, "Vary": "Accept-Encoding"}
 
     def __init__(self) -> None:
-        self._deflate = zlib.compressobj(LEVEL, zlib.DEFLATED, 16 + WBITS, MEM_LEVEL)
+        self._deflate: zlib._Compress | None = None
+        self._crc = 0
+        self._size = 0
+        # The id of the last event it sent through its lane; -1 when it is not in the lane.
+        self._lane = -1
+        self._started = False
 
-    def encode(self, data: bytes) -> bytes:
-        """`data` compressed and flushed: the client can decode all of it from these bytes alone."""
-        return self._deflate.compress(data) + self._deflate.flush(zlib.Z_SYNC_FLUSH)
+    def _sent(self, plain: bytes, encoded: bytes) -> bytes:
+        self._crc = zlib.crc32(plain, self._crc)
+        self._size += len(plain)
+        if self._started:
+            return encoded
+        self._started = True
+        return GZIP_HEADER + encoded
+
+    def encode(self, data: bytes, *, alone: bool = False) -> bytes:
+        """`data` compressed and flushed: the client can decode all of it from these bytes alone.
+
+        `alone`: compressed without history and none kept (a stream's first snapshot, a
+        keep-alive), so that the stream holds no context of its own while it waits.
+        """
+        self._lane = -1
+        if alone:
+            self._deflate = None
+            encoded = _ALONE.get(data)
+            if encoded is None:
+                deflate = _context()
+                encoded = deflate.compress(data) + deflate.flush(zlib.Z_SYNC_FLUSH)
+                if len(data) <= _ALONE_MAX and len(_ALONE) < 16:
+                    _ALONE[data] = encoded
+            return self._sent(data, encoded)
+        deflate = self._deflate
+        if deflate is None:
+            deflate = self._deflate = _context()
+        return self._sent(data, deflate.compress(data) + deflate.flush(zlib.Z_SYNC_FLUSH))
+
+    def encode_shared(self, data: bytes, lane: Lane, first: int, upto: int) -> bytes:
+        """Events `first`..`upto` of the lane's channel (`data`), through the lane when the stream
+        is in it or may join it, else through the stream's own context."""
+        got = lane.span(first, upto)
+        if got is not None:
+            encoded, fresh = got
+            if fresh or self._lane == first - 1:
+                self._lane = upto
+                self._deflate = None
+                return self._sent(data, encoded)
+            if upto == lane.newest():
+                lane.joiners = True  # caught up, a moment too late: the next event lets it in
+        return self.encode(data)
 
     async def wrap(self, body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         """A response body encoded part by part, ended with the trailer when it ends."""
@@ -61,8 +202,9 @@ class GzipStream:
         yield self.finish()
 
     def finish(self) -> bytes:
-        """The end of the gzip stream (its trailer); nothing may be encoded after it."""
-        return self._deflate.flush(zlib.Z_FINISH)
+        """The end of the gzip stream (its last block and trailer); nothing may be encoded after it."""
+        end = LAST_BLOCK + self._crc.to_bytes(4, "little") + (self._size & 0xFFFFFFFF).to_bytes(4, "little")
+        return end if self._started else GZIP_HEADER + end
 
 
 def for_request(accept_encoding: str | None) -> GzipStream | None:

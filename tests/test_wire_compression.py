@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import gzip
+import re
 import shutil
 import subprocess
+import threading
 import zlib
 
 import httpx
@@ -69,6 +71,79 @@ def test_a_stream_is_gzipped_when_accepted_and_each_event_decodes_on_arrival(ser
             text += inflate.decompress(part)
     assert inflate.eof  # the gzip stream was ended with its trailer
     assert b"event: complete\n" in text and b'"state":"cancelled"' in text
+
+
+class Follower(threading.Thread):
+    """A client reading a task's stream to its end, raw bytes as they came off the wire."""
+
+    def __init__(self, service: LiveService, token: str, task_id: str, *, gzipped: bool) -> None:
+        super().__init__(daemon=True)
+        self.service, self.token, self.task_id, self.gzipped = service, token, task_id, gzipped
+        self.started = threading.Event()
+        self.inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self.raw: list[bytes] = []
+        self.text = b""
+        self.failure: BaseException | None = None
+
+    def run(self) -> None:
+        headers = {"Accept-Encoding": "gzip"} if self.gzipped else {}
+        url = f"/api/v1/sse/tasks/{self.task_id}/progress"
+        try:
+            with plain_client(self.service, self.token) as client, client.stream("GET", url, headers=headers) as answer:
+                assert (answer.headers.get("content-encoding") == "gzip") is self.gzipped
+                for part in answer.iter_raw():
+                    self.raw.append(part)
+                    self.text += self.inflate.decompress(part) if self.gzipped else part
+                    if b"\n\n" in self.text:
+                        self.started.set()
+        except BaseException as exc:  # noqa: BLE001 - the test thread reports it
+            self.failure = exc
+        finally:
+            self.started.set()
+
+    def ids(self) -> list[int]:
+        return [int(n) for n in re.findall(rb"^id: task-[\w-]+:(\d+)$", self.text, re.MULTILINE)]
+
+
+def report(service: LiveService, task_id: str, start: int, count: int) -> None:
+    """Progress reports that each change the stage, so that every one is an event."""
+    service.shell(
+        "from tasks_app import services\n"
+        f"for i in range({start}, {start + count}):\n"
+        f"    services.task_report_progress(task_id='{task_id}', attempt=1, "
+        "progress=i / 1000, stage=f's{i}', estimated_time=None)\n"
+    )
+
+
+def test_compressed_streams_of_one_task_share_its_events_and_each_decodes_to_every_event(service, token, audio_id):
+    task_id = service.create_task(token, audio_id)["id"]
+    service.shell(f"from tasks_app import services; services.task_start(task_id='{task_id}')")
+
+    def follow(gzipped: bool) -> Follower:
+        follower = Follower(service, token, task_id, gzipped=gzipped)
+        follower.start()
+        assert follower.started.wait(30) and follower.failure is None, follower.failure
+        return follower
+
+    early = [follow(True) for _ in range(3)] + [follow(False)]
+    report(service, task_id, 0, 30)
+    late = follow(True)  # joins while the others are well into the task
+    report(service, task_id, 30, 30)
+    cancel(service, token, task_id)
+    followers = [*early, late]
+    for follower in followers:
+        follower.join(60)
+        assert not follower.is_alive() and follower.failure is None, follower.failure
+    plain = early[-1]
+    for follower in followers:
+        if follower.gzipped:
+            assert follower.inflate.eof  # the whole body is one gzip file, trailer and all
+            assert gzip.decompress(b"".join(follower.raw)) == follower.text
+        ids = follower.ids()
+        assert ids == list(range(ids[0], ids[0] + len(ids)))  # nothing lost, nothing twice
+        assert follower.text.rstrip().rpartition(b"\n\n")[2].startswith(b"event: complete\n")
+        assert plain.text.endswith(follower.text.partition(b"\n\n")[2])  # the same events as plain
+    assert late.ids()[0] >= early[0].ids()[0] + 30
 
 
 def test_a_stream_without_accept_encoding_is_plain_text(service, token, audio_id):

@@ -119,7 +119,7 @@ def _outlet(request: HttpRequest, encoder: wire_gzip.GzipStream | None) -> Outle
     """The stream's outlet, every byte through the response's Content-Encoding."""
     outlet = seam.outlet(request.scope)
     if encoder is not None:
-        outlet.encoder = encoder.encode
+        outlet.encoder = encoder
     return outlet
 
 

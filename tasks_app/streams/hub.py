@@ -33,6 +33,7 @@ from django.conf import settings
 
 from ..exceptions import TooManyStreams
 from ..metrics import SSE_EVENTS_DELIVERED, SSE_OPEN_STREAMS
+from ..wire_gzip import Lane
 from . import follow
 from .collector import collector
 from .log import ERROR, LogEvent, ends_stream, events_after, frame
@@ -57,9 +58,10 @@ RESTART_MAX_SECONDS = 5.0
 
 
 class Channel:
-    """A watched channel: its subscriptions and a ring of its newest events."""
+    """A watched channel: its subscriptions, a ring of its newest events, and the lane its
+    caught-up compressed streams share (`wire_gzip.Lane`)."""
 
-    __slots__ = ("name", "subs", "holders", "ring", "last", "pending", "filling", "batch")
+    __slots__ = ("name", "subs", "holders", "ring", "last", "pending", "filling", "batch", "lane")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -73,6 +75,7 @@ class Channel:
         # The last batch `take` built, by what decides its bytes: the streams of a channel are
         # mostly at the same position, so a burst is joined once, not once per stream.
         self.batch: tuple[tuple[int, int, int, bool], Batch | None] | None = None
+        self.lane = Lane(self.ring)
 
 
 class Subscription:
@@ -133,6 +136,11 @@ class Batch(NamedTuple):
     count: int
     upto: int
     ended: bool
+
+    def shared(self, channel: Channel) -> tuple[Lane, int, int]:
+        """How streams share this batch's encoding: its channel's lane and its ids (a batch
+        from the ring holds consecutive ids)."""
+        return channel.lane, self.upto - self.count + 1, self.upto
 
 
 def error_frame(code: str, message: str) -> bytes:
@@ -304,7 +312,7 @@ class Hub:
         client that stopped reading, a keep-alive, the end.
         """
         try:
-            if not await outlet.write(head or KEEPALIVE):
+            if not await outlet.write(head or KEEPALIVE, alone=True):
                 return
             while not sub.broken:
                 # A client that stopped reading is held nothing: its events stay in the log,
@@ -316,10 +324,13 @@ class Hub:
                 if sub.ended:
                     return
                 batch = self.take(sub)
+                shared = None
                 if batch is None:  # behind the ring: catch up from storage, a page at a time
                     batch = await self._page(sub)
+                elif batch.count:
+                    shared = batch.shared(sub.channel)
                 if batch.count:
-                    if not await outlet.write(batch.data):
+                    if not await outlet.write(batch.data, shared):
                         return
                     self.sent(sub, batch)
                     if batch.ended:
@@ -327,7 +338,7 @@ class Hub:
                     continue
                 if sub.keepalive:
                     sub.keepalive = False
-                    if not await outlet.write(KEEPALIVE):
+                    if not await outlet.write(KEEPALIVE, alone=True):
                         return
                     sub.last_write = time.monotonic()
                     continue
@@ -442,7 +453,7 @@ class Hub:
                 return False
             if not batch.count:
                 return True
-            if not outlet.write_now(batch.data):
+            if not outlet.write_now(batch.data, batch.shared(sub.channel)):
                 sub.broken = True
                 return False
             self.sent(sub, batch)
@@ -552,7 +563,7 @@ class Hub:
                     continue
                 outlet = sub.outlet
                 if outlet is not None and sub.final is None and outlet.direct:
-                    if outlet.write_now(KEEPALIVE):
+                    if outlet.write_now(KEEPALIVE, alone=True):
                         sub.last_write = now
                         continue
                     sub.broken = True

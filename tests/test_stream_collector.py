@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +18,7 @@ from rest_framework_simplejwt.tokens import AccessToken
 
 from tasks_app.streams import hub as hub_module
 from tasks_app.streams import seam
-from tasks_app.streams.collector import Collector, collector
+from tasks_app.streams.collector import Collector, collector, release_free_memory
 from tasks_app.streams.seam import StreamingASGIHandler
 from tests.test_stream_handler import cyclic_garbage, receive_then_wait, stream_scope
 
@@ -141,3 +143,27 @@ def test_a_refused_stream_leaves_no_reference_cycle(user, other_user, make_task,
         type(o).__name__ for o in cyclic_garbage() if type(o).__name__ == "ASGIRequest" and o.path == scopes[0]["path"]
     ]
     assert left == [], f"a refused stream left these in reference cycles: {left}"
+
+
+def rss_kb() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS in /proc/self/status")
+
+
+def test_memory_a_burst_freed_on_another_thread_goes_back_to_the_system():
+    kept: list[bytearray] = []
+
+    def burst() -> None:
+        # As a burst of requests leaves it: big buffers freed between small objects still alive.
+        pairs = [(bytearray(16384), bytearray(600)) for _ in range(6000)]
+        kept.extend(small for _, small in pairs)
+
+    thread = threading.Thread(target=burst)
+    thread.start()
+    thread.join()
+    before = rss_kb()
+    assert release_free_memory()
+    # 6,000 × 16 KiB were freed: most of those pages leave the process.
+    assert before - rss_kb() > 40_000

@@ -99,3 +99,30 @@ def test_healthz_reports_a_stalled_stream_hub_as_down_naming_it(
         assert "log loop silent" in body["checks"]["stream_hub"]["error"]
     finally:
         hang.set()
+
+
+def test_the_tick_loop_hands_freed_memory_back_to_the_system(settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings.SSE_KEEPALIVE_SECONDS = 0.2  # a tick every 0.1 s
+    monkeypatch.setattr(hub_module, "RELEASE_MEMORY_SECONDS", 0.0)
+    released: list[str] = []
+
+    async def scenario() -> None:
+        hub = Hub()
+        hub.loop = asyncio.get_running_loop()
+        done = asyncio.Event()
+        loop = asyncio.get_running_loop()
+
+        def release() -> bool:  # runs on a worker thread, off the event loop
+            released.append(threading.current_thread().name)
+            loop.call_soon_threadsafe(done.set)
+            return True
+
+        monkeypatch.setattr(hub_module, "release_free_memory", release)
+        hub.supervise("tick", hub.tick_period(), hub._tick)
+        try:
+            await asyncio.wait_for(done.wait(), 30)
+        finally:
+            hub.loops["tick"].task.cancel()
+
+    asyncio.run(scenario())
+    assert released and released[0] != threading.main_thread().name

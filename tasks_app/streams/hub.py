@@ -35,7 +35,7 @@ from ..exceptions import TooManyStreams
 from ..metrics import SSE_EVENTS_DELIVERED, SSE_OPEN_STREAMS
 from ..wire_gzip import Lane
 from . import follow
-from .collector import collector
+from .collector import collector, release_free_memory
 from .log import ERROR, LogEvent, ends_stream, events_after, frame
 from .names import user_of
 from .outlet import Outlet
@@ -52,6 +52,8 @@ REVOKED_SECONDS = 60.0
 # Back-off of a loop that failed: doubled on each failure in a row, up to the maximum.
 RESTART_SECONDS = 0.1
 RESTART_MAX_SECONDS = 5.0
+# How often freed memory goes back to the system (`collector.release_free_memory`).
+RELEASE_MEMORY_SECONDS = 30.0
 
 
 # -------------------------------------------------------------------- the hub
@@ -531,9 +533,10 @@ class Hub:
         return min(1.0, settings.SSE_KEEPALIVE_SECONDS / 2)
 
     async def _tick(self, state: Loop) -> None:
-        """One timer for all streams: keep-alives, credential expiry, log housekeeping."""
+        """One timer for all streams: keep-alives, credential expiry, log and memory housekeeping."""
         period = self.tick_period()
         next_trim = time.monotonic() + settings.EVENT_TRIM_INTERVAL_SECONDS
+        next_release = time.monotonic() + RELEASE_MEMORY_SECONDS
         while True:
             state.beat = time.monotonic()
             await asyncio.sleep(period)
@@ -541,6 +544,9 @@ class Hub:
             if time.monotonic() >= next_trim:
                 next_trim = time.monotonic() + settings.EVENT_TRIM_INTERVAL_SECONDS
                 self.chore(_trim_log())
+            if time.monotonic() >= next_release:
+                next_release = time.monotonic() + RELEASE_MEMORY_SECONDS
+                self.chore(asyncio.to_thread(release_free_memory))
 
     def tick_once(self, period: float) -> None:
         """Expire credentials, send keep-alives, forget old revocations."""

@@ -41,8 +41,6 @@ def _context() -> zlib._Compress:
 
 # The empty last block that ends a deflate stream at a byte boundary, before the trailer.
 LAST_BLOCK = _context().flush(zlib.Z_FINISH)
-# Compressed events a lane keeps: a stream up to this far behind the newest stays in the lane.
-LANE_EVENTS = 64
 # Parts sent alone (a keep-alive) compressed once, by their bytes.
 _ALONE: dict[bytes, bytes] = {}
 _ALONE_MAX = 64
@@ -68,7 +66,8 @@ class Lane:
     """One deflate context that a channel's caught-up gzip streams share (see the module).
 
     It compresses the channel's events in order, each flushed on its own, as streams ask for
-    them, and keeps the newest `LANE_EVENTS`. A stream whose bytes so far end with the lane's
+    them, and keeps as many as the channel's ring: a stream served from the ring stays in the
+    lane however far behind it is. A stream whose bytes so far end with the lane's
     pieces up to event `p` may send any of the lane's pieces after `p`, joined: they decode
     against its history byte for byte. A fresh piece (the lane's first, or one after a full
     flush) refers to nothing before it, so any stream may start there.
@@ -81,7 +80,7 @@ class Lane:
         self._ring = ring
         self._deflate: zlib._Compress | None = None
         # (id, compressed piece, fresh) of consecutive ids.
-        self._done: deque[tuple[int, bytes, bool]] = deque(maxlen=LANE_EVENTS)
+        self._done: deque[tuple[int, bytes, bool]] = deque(maxlen=ring.maxlen)
         # The last span joined, by its ids: the streams of a channel mostly ask for the same.
         self._joined: tuple[int, int, bytes] | None = None
         # A stream at the newest event could not join: the next piece starts afresh.

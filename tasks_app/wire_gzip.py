@@ -79,8 +79,9 @@ class Lane:
         # The channel's ring: (id, kind, framed event) of consecutive ids.
         self._ring = ring
         self._deflate: zlib._Compress | None = None
-        # (id, compressed piece, fresh) of consecutive ids.
-        self._done: deque[tuple[int, bytes, bool]] = deque(maxlen=ring.maxlen)
+        # (id, compressed piece, fresh) of consecutive ids; made when a stream first asks,
+        # since most channels never have a compressed stream.
+        self._done: deque[tuple[int, bytes, bool]] | None = None
         # The last span joined, by its ids: the streams of a channel mostly ask for the same.
         self._joined: tuple[int, int, bytes] | None = None
         # A stream at the newest event could not join: the next piece starts afresh.
@@ -90,6 +91,8 @@ class Lane:
         """Events `first`..`upto` compressed in the lane, and whether that refers to nothing
         before `first`; None when the lane cannot give them (the ring has moved on)."""
         done = self._done
+        if done is None:
+            done = self._done = deque(maxlen=self._ring.maxlen)
         if (not done or done[-1][0] < upto) and not self._extend(first, upto):
             return None
         base = done[0][0]
@@ -106,7 +109,8 @@ class Lane:
 
     def newest(self) -> int:
         """The id of the newest event the lane compressed (0 before any)."""
-        return self._done[-1][0] if self._done else 0
+        done = self._done
+        return done[-1][0] if done else 0
 
     def _extend(self, first: int, upto: int) -> bool:
         """Compress the ring's events after the lane's newest, up to `upto`."""

@@ -118,13 +118,15 @@ class Lane:
         if not ring or ring[-1][0] < upto:
             return False
         start = done[-1][0] + 1 if done else first
-        restart = start < ring[0][0] or start < first
-        if restart:  # the lane fell behind the ring or this stream: it starts again here
+        # Nothing kept yet, or the lane fell behind the ring or this stream: it starts again here.
+        restart = not done or start < ring[0][0] or start < first
+        if restart:
             start = first
-            done.clear()
-            self._joined = None
         if start < ring[0][0]:
             return False
+        if restart:
+            done.clear()
+            self._joined = None
         deflate = self._deflate
         for eid, _, framed in itertools.islice(ring, start - ring[0][0], upto - ring[0][0] + 1):
             fresh = deflate is None or restart or self.joiners
@@ -141,7 +143,7 @@ class Lane:
 class GzipStream:
     """The gzip encoder of one response: `encode` each part as it is written, `finish` at its end."""
 
-    __slots__ = ("_deflate", "_crc", "_size", "_lane", "_started")
+    __slots__ = ("_deflate", "_crc", "_size", "_lane", "_joined", "_started")
 
     headers = {"Content-Encoding": CONTENT_ENCODING, "Vary": "Accept-Encoding"}
 
@@ -151,6 +153,8 @@ class GzipStream:
         self._size = 0
         # The id of the last event it sent through its lane; -1 when it is not in the lane.
         self._lane = -1
+        # The lane it joined last: a keep-alive takes it out, and the lane's next event lets it in.
+        self._joined: Lane | None = None
         self._started = False
 
     def _sent(self, plain: bytes, encoded: bytes) -> bytes:
@@ -169,6 +173,8 @@ class GzipStream:
         """
         self._lane = -1
         if alone:
+            if self._joined is not None:  # caught up and idle: back in at the lane's next event
+                self._joined.joiners = True
             self._deflate = None
             encoded = _ALONE.get(data)
             if encoded is None:
@@ -190,6 +196,7 @@ class GzipStream:
             encoded, fresh = got
             if fresh or self._lane == first - 1:
                 self._lane = upto
+                self._joined = lane
                 self._deflate = None
                 return self._sent(data, encoded)
             if upto == lane.newest():

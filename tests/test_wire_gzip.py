@@ -189,7 +189,7 @@ def test_a_stream_that_writes_outside_the_lane_leaves_it_and_joins_again_at_a_fr
         channel.publish(eid)
         steady.events(channel, eid)
         other.events(channel, eid)
-    other.alone(KEEPALIVE)  # a keep-alive: the lane's next event would not decode for it
+    other.write(b": page\n\n", other.encoder.encode(b": page\n\n"))  # outside the lane: out of it
     channel.publish(5)
     steady.events(channel, 5)
     assert other.events(channel, 5) != steady.body[-1]  # on its own, and it asks to join
@@ -210,8 +210,9 @@ def test_any_mix_of_joining_lagging_and_keep_alives_decodes_exactly():
     for newest in range(1, 601):
         channel.publish(newest)
         if newest % 150 == 0:
-            channel.ring.clear()  # a hole: the hub starts the ring again after it
-            channel.publish(newest)
+            # A hole: the hub starts the ring again after it, and the lane starts again too.
+            channel.ring.clear()
+            channel.ring.append((newest, "progress", channel.log[newest - 1]))
         if rng.random() < 0.2 or not clients:
             client = Client(position=rng.randrange(0, newest))
             client.alone(b"retry: 2000\n\n")
@@ -237,6 +238,42 @@ def test_any_mix_of_joining_lagging_and_keep_alives_decodes_exactly():
     for client in clients:
         client.finish()
     assert through_lane > 0.8 * calls  # most event writes went through the lane
+
+
+def test_a_lane_that_starts_again_ahead_never_serves_a_stream_left_behind():
+    channel = Channel(40)
+    behind, ahead = Client(), Client()
+    channel.publish(5)
+    behind.events(channel, 5)  # in the lane up to 5
+    channel.ring.clear()  # a hole after 5: the ring goes on from 20
+    channel.ring.extend((eid, "progress", channel.log[eid - 1]) for eid in range(20, 31))
+    ahead.position = 19
+    ahead.events(channel, 25)  # the lane starts again at 20, fresh
+    assert channel.lane.span(6, 25) is None  # 6..19 are nowhere in the lane
+    behind.position = 19  # its page from storage (6..19) went out on its own
+    data = b"".join(channel.log[5:19])
+    behind.write(data, behind.encoder.encode(data))
+    behind.events(channel, 30)  # not in the lane at 19: through its own context, and decodes
+    ahead.events(channel, 30)
+    behind.finish()
+    ahead.finish()
+
+
+def test_after_a_keep_alive_an_idle_stream_joins_again_at_the_next_event():
+    channel = Channel(10)
+    clients = [Client() for _ in range(20)]
+    for eid in range(1, 4):
+        channel.publish(eid)
+        for client in clients:
+            client.events(channel, eid)
+    for client in clients:
+        client.alone(KEEPALIVE)  # a quiet spell: every idle stream got one
+    channel.publish(4)
+    sent = [client.events(channel, 4) for client in clients]
+    assert all(encoded is sent[0] for encoded in sent)  # all back in the lane at once
+    assert all(client.encoder._deflate is None for client in clients)
+    for client in clients:
+        client.finish()
 
 
 def test_a_stream_in_its_lane_holds_no_context_of_its_own():

@@ -73,15 +73,17 @@ class Lane:
     flush) refers to nothing before it, so any stream may start there.
     """
 
-    __slots__ = ("_ring", "_deflate", "_done", "_joined", "joiners")
+    __slots__ = ("_ring", "_deflate", "_pieces", "_fresh", "_first", "_joined", "joiners")
 
     def __init__(self, ring: deque[tuple[int, str, bytes]]) -> None:
         # The channel's ring: (id, kind, framed event) of consecutive ids.
         self._ring = ring
         self._deflate: zlib._Compress | None = None
-        # (id, compressed piece, fresh) of consecutive ids; made when a stream first asks,
-        # since most channels never have a compressed stream.
-        self._done: deque[tuple[int, bytes, bool]] | None = None
+        # The compressed pieces of consecutive ids from `_first`, and whether each is fresh;
+        # made when a stream first asks, since most channels never have a compressed stream.
+        self._pieces: deque[bytes] | None = None
+        self._fresh: deque[bool] | None = None
+        self._first = 0
         # The last span joined, by its ids: the streams of a channel mostly ask for the same.
         self._joined: tuple[int, int, bytes] | None = None
         # A stream at the newest event could not join: the next piece starts afresh.
@@ -90,52 +92,57 @@ class Lane:
     def span(self, first: int, upto: int) -> tuple[bytes, bool] | None:
         """Events `first`..`upto` compressed in the lane, and whether that refers to nothing
         before `first`; None when the lane cannot give them (the ring has moved on)."""
-        done = self._done
-        if done is None:
-            done = self._done = deque(maxlen=self._ring.maxlen)
-        if (not done or done[-1][0] < upto) and not self._extend(first, upto):
+        pieces = self._pieces
+        if pieces is None:
+            pieces = self._pieces = deque(maxlen=self._ring.maxlen)
+            self._fresh = deque(maxlen=self._ring.maxlen)
+        if self.newest() < upto and not self._extend(first, upto):
             return None
-        base = done[0][0]
-        if first < base:
+        start = first - self._first
+        if start < 0:
             return None
-        fresh = done[first - base][2]
+        fresh = self._fresh[start]
         if first == upto:
-            return done[first - base][1], fresh
+            return pieces[start], fresh
         joined = self._joined
         if joined is None or joined[0] != first or joined[1] != upto:
-            pieces = itertools.islice(done, first - base, upto - base + 1)
-            joined = self._joined = (first, upto, b"".join(piece for _, piece, _ in pieces))
+            joined = self._joined = (first, upto, b"".join(itertools.islice(pieces, start, start + upto - first + 1)))
         return joined[2], fresh
 
     def newest(self) -> int:
         """The id of the newest event the lane compressed (0 before any)."""
-        done = self._done
-        return done[-1][0] if done else 0
+        pieces = self._pieces
+        return self._first + len(pieces) - 1 if pieces else 0
 
     def _extend(self, first: int, upto: int) -> bool:
         """Compress the ring's events after the lane's newest, up to `upto`."""
-        ring, done = self._ring, self._done
+        ring, pieces, fresh_ones = self._ring, self._pieces, self._fresh
         if not ring or ring[-1][0] < upto:
             return False
-        start = done[-1][0] + 1 if done else first
+        start = self.newest() + 1 if pieces else first
         # Nothing kept yet, or the lane fell behind the ring or this stream: it starts again here.
-        restart = not done or start < ring[0][0] or start < first
+        restart = not pieces or start < ring[0][0] or start < first
         if restart:
             start = first
         if start < ring[0][0]:
             return False
         if restart:
-            done.clear()
+            pieces.clear()
+            fresh_ones.clear()
+            self._first = start
             self._joined = None
         deflate = self._deflate
-        for eid, _, framed in itertools.islice(ring, start - ring[0][0], upto - ring[0][0] + 1):
+        for _, _, framed in itertools.islice(ring, start - ring[0][0], upto - ring[0][0] + 1):
             fresh = deflate is None or restart or self.joiners
             if deflate is None:
                 deflate = self._deflate = _context()
                 prefix = b""
             else:  # a full flush empties the history: what follows refers to nothing before
                 prefix = deflate.flush(zlib.Z_FULL_FLUSH) if fresh else b""
-            done.append((eid, prefix + deflate.compress(framed) + deflate.flush(zlib.Z_SYNC_FLUSH), fresh))
+            if len(pieces) == pieces.maxlen:  # the oldest piece goes
+                self._first += 1
+            pieces.append(prefix + deflate.compress(framed) + deflate.flush(zlib.Z_SYNC_FLUSH))
+            fresh_ones.append(fresh)
             restart = self.joiners = False
         return True
 

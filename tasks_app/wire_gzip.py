@@ -8,11 +8,11 @@ the hash table is the smallest (`MEM_LEVEL`): about 11 KB per context instead of
 
 A channel's caught-up streams are at the same position and send the same events, so they share
 one context, the channel's `Lane`: each event is compressed once, however many streams follow
-the channel, and every stream that wrote the lane's chunks since it joined has the same history
-as the lane. A stream joins at a chunk that refers to nothing before it (the lane's first, or
+the channel, and every stream that sent the lane's pieces since it joined has the same history
+as the lane. A stream joins at a piece that refers to nothing before it (the lane's first, or
 one made after a full flush, which empties the lane's history), so what it wrote before does not
 matter; anything it writes outside the lane (its first snapshot, a page from storage, a
-keep-alive) makes it leave, and it joins again at the next fresh chunk. Each stream keeps only
+keep-alive) makes it leave, and it joins again at the next fresh piece. Each stream keeps only
 the gzip trailer's sums (CRC-32 and length of what it sent), and its own context only while it
 writes outside the lane: an idle stream holds none.
 """

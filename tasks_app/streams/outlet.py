@@ -48,8 +48,8 @@ class Outlet:
     stream), else through ASGI `send`. Every byte a stream sends passes `_out`, the one
     place a per-stream encoding applies: `shared` names a channel's events by their ids, so
     that streams at the same position share their encoding (`wire_gzip.Lane`); `alone` is a
-    part sent on its own (a first snapshot, a keep-alive). A write that fails, or takes part of its bytes
-    only, drops the connection: the client must not read on past a gap.
+    part sent on its own (a first snapshot, a keep-alive). A write that fails, or takes part
+    of its bytes only, drops the connection: the client must not read on past a gap.
     """
 
     __slots__ = ("wire", "send", "encoder")

@@ -87,3 +87,36 @@ def test_a_request_gets_an_idle_thread_while_another_blocks_its_own():
     slow_name, quick_name, load = asyncio.run(scenario())
     assert slow_name.startswith("request-0") and quick_name.startswith("request-1")
     assert load == [0, 0]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_request_crosses_to_its_thread_once_for_all_its_middleware(user, settings, monkeypatch):
+    """Middleware and view run in one call on the request's thread, not one handover per hook.
+
+    Django's async path would hand each synchronous middleware's `process_request` and
+    `process_response` to the thread on its own (twenty handovers with this project's
+    middleware); here the whole chain is one, beside the request signals' own.
+    """
+    from asgiref import sync
+
+    app = StreamingASGIHandler()
+    scope = get_scope("/api/v1/auth/me/", str(AccessToken.for_user(user)))
+    handed: list[str] = []
+    real_call = sync.SyncToAsync.__call__
+
+    async def counted(self, *args, **kwargs):
+        handed.append(getattr(self.func, "__qualname__", repr(self.func)))
+        return await real_call(self, *args, **kwargs)
+
+    monkeypatch.setattr(sync.SyncToAsync, "__call__", counted)
+    sent: list[dict] = []
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    asyncio.run(app(scope, receive_then_wait(), send))
+    assert sent[0]["status"] == 200
+    assert b'"username"' in b"".join(m.get("body", b"") for m in sent)
+    chain = [name for name in handed if "get_response" in name or "process_" in name]
+    assert chain == ["BaseHandler.get_response"], handed
+    assert len(handed) <= 4, handed

@@ -134,6 +134,7 @@ async def soak(args: argparse.Namespace, port: int, token: str, audio_id: int, p
             streams = re.search(rb"^sse_open_streams (\S+)", body, re.M)
             busy = re.search(rb"^http_requests_in_flight (\S+)", body, re.M)
             freezes = re.search(rb"^python_gc_freezes (\S+)", body, re.M)
+            shed = re.search(rb"^http_requests_shed (\S+)", body, re.M)
             samples.append(
                 {
                     "t": round(time.monotonic() - start),
@@ -142,6 +143,7 @@ async def soak(args: argparse.Namespace, port: int, token: str, audio_id: int, p
                     "streams": int(float(streams.group(1))) if streams else None,
                     "in_flight": int(float(busy.group(1))) if busy else None,
                     "freezes": int(float(freezes.group(1))) if freezes else None,
+                    "shed": int(float(shed.group(1))) if shed else None,
                 }
             )
             print(json.dumps(samples[-1]), flush=True)
@@ -167,9 +169,14 @@ async def soak(args: argparse.Namespace, port: int, token: str, audio_id: int, p
         "rss_mb_peak": round(max(s["rss_kb"] for s in samples) / 1024, 1),
         "rss_growth_pct": round(100 * (last - base) / base, 1),
         "frozen_min_max": [min(frozen), max(frozen)] if frozen else None,
+        # With no stream open: what stays frozen (the start-up heap, and anything frozen for good).
+        "frozen_low_at_warmup_and_end": [min(s["frozen"] for s in after[:6]), min(s["frozen"] for s in samples[-6:])]
+        if frozen
+        else None,
         "streams": outcomes,
         "api_requests": len(latencies),
         "api_errors": errors,
+        "api_shed_503": samples[-1]["shed"] if samples else None,
         "api_p50_ms": round(statistics.median(latencies), 1) if latencies else None,
         "api_p99_ms": round(sorted(latencies)[int(len(latencies) * 0.99) - 1], 1) if latencies else None,
     }

@@ -175,6 +175,11 @@ REQUEST_HEADERS_MAX_BYTES = env_int("REQUEST_HEADERS_MAX_BYTES", 64 * 1024)
 # shared, each request on the least busy (tasks_app/streams/seam.py: RequestThreads). Streams
 # need none; a request waiting for its turn holds no thread.
 WEB_REQUEST_THREADS = env_int("WEB_REQUEST_THREADS", 8)
+# Non-stream requests a web process takes on at once (on those threads or waiting for one); past
+# it a request is answered 503 with Retry-After at once, so a burst past what the process can
+# serve costs bounded memory and drains in seconds instead of piling up (see
+# tasks_app/streams/seam.py: StreamingASGIHandler).
+WEB_MAX_REQUESTS_IN_FLIGHT = env_int("WEB_MAX_REQUESTS_IN_FLIGHT", 256)
 # Bounds on decoded work, checked at upload: a small file can decode to hours of samples.
 AUDIO_MAX_DURATION_SECONDS = float(env("AUDIO_MAX_DURATION_SECONDS", str(6 * 3600)))
 AUDIO_MAX_SAMPLES = env_int("AUDIO_MAX_SAMPLES", 1_000_000_000)

@@ -38,6 +38,10 @@ HTTP_IN_FLIGHT = Gauge("http_requests_in_flight", "Non-stream requests being ser
 HTTP_IN_FLIGHT.set_function(lambda: collector.in_flight)
 GC_FREEZES = Gauge("python_gc_freezes", "Times the collector froze the live heap.", registry=REGISTRY)
 GC_FREEZES.set_function(lambda: collector.freezes)
+HTTP_SHED = Gauge(
+    "http_requests_shed", "Requests answered 503 because WEB_MAX_REQUESTS_IN_FLIGHT were in flight.", registry=REGISTRY
+)
+HTTP_SHED.set_function(lambda: collector.shed)
 
 DURATION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200)
 WAIT_BUCKETS = (0.1, 0.5, 1, 5, 15, 30, 60, 300, 900, 3600)

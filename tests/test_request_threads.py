@@ -9,6 +9,7 @@ started once.
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 
 import pytest
@@ -16,6 +17,7 @@ from asgiref.sync import sync_to_async
 from django.core.signals import request_started
 from rest_framework_simplejwt.tokens import AccessToken
 
+from tasks_app.streams.collector import collector
 from tasks_app.streams.seam import RequestThreads, StreamingASGIHandler
 from tests.test_stream_handler import receive_then_wait, stream_scope
 
@@ -120,3 +122,54 @@ def test_a_request_crosses_to_its_thread_once_for_all_its_middleware(user, setti
     chain = [name for name in handed if "get_response" in name or "process_" in name]
     assert chain == ["BaseHandler.get_response"], handed
     assert len(handed) <= 4, handed
+
+
+@pytest.mark.django_db(transaction=True)
+def test_requests_past_the_limit_in_flight_are_refused_at_once_and_the_rest_served(user, settings):
+    """A burst past WEB_MAX_REQUESTS_IN_FLIGHT gets `503` with Retry-After, not a pile-up."""
+    settings.WEB_REQUEST_THREADS = 1
+    settings.WEB_MAX_REQUESTS_IN_FLIGHT = 2
+    app = StreamingASGIHandler()
+    scope = get_scope("/api/v1/auth/me/", str(AccessToken.for_user(user)))
+    gate = threading.Event()
+
+    def hold(**kwargs) -> None:  # on the request's thread: the first request holds it
+        assert gate.wait(60), "never released"
+
+    async def one() -> tuple[int, dict, bytes]:
+        sent: list[dict] = []
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        await app(scope, receive_then_wait(), send)
+        return sent[0]["status"], dict(sent[0]["headers"]), b"".join(m.get("body", b"") for m in sent)
+
+    async def scenario() -> tuple[list, tuple, tuple]:
+        held = [asyncio.ensure_future(one()) for _ in range(2)]
+
+        async def both_taken_on() -> None:  # one on the thread, one waiting for it
+            while collector.in_flight < 2:
+                await asyncio.sleep(0)
+
+        await asyncio.wait_for(both_taken_on(), 30)
+        refused = await asyncio.wait_for(one(), 30)  # answered while the other two are in flight
+        gate.set()
+        done = await asyncio.gather(*held)
+        request_started.disconnect(hold)
+        return done, refused, await one()
+
+    request_started.connect(hold)
+    try:
+        done, refused, after = asyncio.run(scenario())
+    finally:
+        gate.set()
+        request_started.disconnect(hold)
+    status, headers, body = refused
+    assert status == 503
+    assert headers[b"retry-after"] == b"1"
+    assert headers[b"content-type"] == b"application/json"
+    assert json.loads(body)["error"]["code"] == "overloaded"
+    assert [d[0] for d in done] == [200, 200]
+    assert after[0] == 200
+    assert collector.shed >= 1

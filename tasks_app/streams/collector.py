@@ -44,6 +44,7 @@ class Collector:
     def __init__(self, every: int = FREEZE_EVERY_STREAMS) -> None:
         self.every = every
         self.in_flight = 0
+        self.shed = 0
         self.streams = 0
         self.frozen_for = 0
         self.freezes = 0

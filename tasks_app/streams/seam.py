@@ -33,6 +33,7 @@ import functools
 import hashlib
 import inspect
 import io
+import json
 import logging
 import re
 import socket
@@ -57,6 +58,7 @@ from twisted.internet import tcp
 from twisted.internet.testing import StringTransport
 from twisted.web import http
 
+from ..api.exceptions import error_body
 from .collector import collector
 from .outlet import Outlet
 
@@ -245,6 +247,34 @@ class _InPlace:
         return response
 
 
+OVERLOADED_BODY = json.dumps(
+    error_body("overloaded", "The server is answering as many requests as it can; try again in a second.")
+).encode()
+
+
+async def send_overloaded(send: Callable[[dict], Awaitable[None]]) -> None:
+    """Answer `503` with Retry-After at once, without reading the request or touching Django.
+
+    A web process serves requests' synchronous code on a few threads; requests past what they
+    can serve wait, and under a burst they would pile up without limit, each holding memory,
+    and every garbage collection walking them all until the process serves less and less.
+    """
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 503,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(OVERLOADED_BODY)).encode()),
+                (b"retry-after", b"1"),
+                (b"cache-control", b"no-store"),
+                (b"x-content-type-options", b"nosniff"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": OVERLOADED_BODY})
+
+
 def stream_middleware_chain() -> Handler:
     """The view of the resolved stream, inside the project's middleware minus the skipped."""
 
@@ -326,6 +356,10 @@ class StreamingASGIHandler(ASGIHandler):
                 match = None
             if match is not None and getattr(match.func, "sse_stream", False):
                 await self.serve_stream(scope, receive, send, match)
+                return
+            if collector.in_flight >= settings.WEB_MAX_REQUESTS_IN_FLIGHT:
+                collector.shed += 1
+                await send_overloaded(send)
                 return
             # No freeze while a request is in flight (see `collector`). Django's own per-request
             # context inside finds this one and uses its thread.

@@ -58,7 +58,6 @@ from twisted.internet import tcp
 from twisted.internet.testing import StringTransport
 from twisted.web import http
 
-from ..api.exceptions import error_body
 from .collector import collector
 from .outlet import Outlet
 
@@ -247,9 +246,13 @@ class _InPlace:
         return response
 
 
-OVERLOADED_BODY = json.dumps(
-    error_body("overloaded", "The server is answering as many requests as it can; try again in a second.")
-).encode()
+@functools.cache
+def overloaded_body() -> bytes:
+    """The `503` answer's JSON body (the API's error shape)."""
+    from ..api.exceptions import error_body  # DRF: only once Django is set up
+
+    message = "The server is answering as many requests as it can; try again in a second."
+    return json.dumps(error_body("overloaded", message)).encode()
 
 
 async def send_overloaded(send: Callable[[dict], Awaitable[None]]) -> None:
@@ -259,20 +262,21 @@ async def send_overloaded(send: Callable[[dict], Awaitable[None]]) -> None:
     can serve wait, and under a burst they would pile up without limit, each holding memory,
     and every garbage collection walking them all until the process serves less and less.
     """
+    body = overloaded_body()
     await send(
         {
             "type": "http.response.start",
             "status": 503,
             "headers": [
                 (b"content-type", b"application/json"),
-                (b"content-length", str(len(OVERLOADED_BODY)).encode()),
+                (b"content-length", str(len(body)).encode()),
                 (b"retry-after", b"1"),
                 (b"cache-control", b"no-store"),
                 (b"x-content-type-options", b"nosniff"),
             ],
         }
     )
-    await send({"type": "http.response.body", "body": OVERLOADED_BODY})
+    await send({"type": "http.response.body", "body": body})
 
 
 def stream_middleware_chain() -> Handler:

@@ -25,7 +25,6 @@ Daphne's own server (with a WARNING) when they are not as expected.
 from __future__ import annotations
 
 import asyncio
-import json
 import tempfile
 from typing import Any
 
@@ -46,20 +45,11 @@ SPOOL_MEMORY_BYTES = 1024 * 1024
 
 def error_response(status: str, code: str, message: str, field: str | None = None) -> bytes:
     """A complete HTTP response with the API's JSON error body, closing the connection."""
-    from tasks_app.api.exceptions import error_body
+    from tasks_app.api.exceptions import refusal
 
-    body = json.dumps(error_body(code, message, field)).encode()
-    head = (
-        f"HTTP/1.1 {status}\r\n"
-        "Content-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n"
-        "Cache-Control: no-store\r\n"
-        "X-Content-Type-Options: nosniff\r\n"
-        "X-Frame-Options: DENY\r\n"
-        "Content-Security-Policy: default-src 'none'; frame-ancestors 'none'\r\n"
-        "Connection: close\r\n\r\n"
-    )
-    return head.encode("ascii") + body
+    body, headers = refusal(code, message, field)
+    head = f"HTTP/1.1 {status}\r\n" + "".join(f"{name}: {value}\r\n" for name, value in headers)
+    return (head + "Connection: close\r\n\r\n").encode("ascii") + body
 
 
 def too_large_response(limit: int) -> bytes:

@@ -169,6 +169,7 @@ def test_requests_past_the_limit_in_flight_are_refused_at_once_and_the_rest_serv
     assert status == 503
     assert headers[b"retry-after"] == b"1"
     assert headers[b"content-type"] == b"application/json"
+    assert headers[b"content-security-policy"] == b"default-src 'none'; frame-ancestors 'none'"
     assert json.loads(body)["error"]["code"] == "overloaded"
     assert [d[0] for d in done] == [200, 200]
     assert after[0] == 200

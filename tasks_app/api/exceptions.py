@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
@@ -11,6 +12,8 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 from rest_framework.views import set_rollback
 
+from project.middleware import API_POLICY
+
 from ..exceptions import DomainError
 
 NON_FIELD = {"non_field_errors", "detail"}
@@ -19,6 +22,20 @@ NON_FIELD = {"non_field_errors", "detail"}
 def error_body(code: str, message: str, field: str | None = None) -> dict[str, Any]:
     """The JSON error shape; `detail` repeats the message for DRF-style clients."""
     return {"error": {"code": code, "message": message, "field": field}, "detail": message}
+
+
+def refusal(code: str, message: str, field: str | None = None) -> tuple[bytes, list[tuple[str, str]]]:
+    """An error the server answers before Django sees the request: its JSON body, and the
+    headers the API's middleware gives every error (`project.middleware`)."""
+    body = json.dumps(error_body(code, message, field)).encode()
+    return body, [
+        ("Content-Type", "application/json"),
+        ("Content-Length", str(len(body))),
+        ("Cache-Control", "no-store"),
+        ("X-Content-Type-Options", "nosniff"),
+        ("X-Frame-Options", "DENY"),
+        ("Content-Security-Policy", API_POLICY),
+    ]
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:

@@ -33,7 +33,6 @@ import functools
 import hashlib
 import inspect
 import io
-import json
 import logging
 import re
 import socket
@@ -247,12 +246,12 @@ class _InPlace:
 
 
 @functools.cache
-def overloaded_body() -> bytes:
-    """The `503` answer's JSON body (the API's error shape)."""
-    from ..api.exceptions import error_body  # DRF: only once Django is set up
+def overloaded() -> tuple[bytes, list[tuple[bytes, bytes]]]:
+    """The `503` answer's JSON body and headers (the API's error shape and headers)."""
+    from ..api.exceptions import refusal  # DRF: only once Django is set up
 
-    message = "The server is answering as many requests as it can; try again in a second."
-    return json.dumps(error_body("overloaded", message)).encode()
+    body, headers = refusal("overloaded", "The server is answering as many requests as it can; try again in a second.")
+    return body, [(name.lower().encode(), value.encode()) for name, value in headers] + [(b"retry-after", b"1")]
 
 
 async def send_overloaded(send: Callable[[dict], Awaitable[None]]) -> None:
@@ -262,20 +261,8 @@ async def send_overloaded(send: Callable[[dict], Awaitable[None]]) -> None:
     can serve wait, and under a burst they would pile up without limit, each holding memory,
     and every garbage collection walking them all until the process serves less and less.
     """
-    body = overloaded_body()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 503,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"retry-after", b"1"),
-                (b"cache-control", b"no-store"),
-                (b"x-content-type-options", b"nosniff"),
-            ],
-        }
-    )
+    body, headers = overloaded()
+    await send({"type": "http.response.start", "status": 503, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -337,15 +324,16 @@ class StreamingASGIHandler(ASGIHandler):
         self.stream_chain = stream_middleware_chain() if internals() else None
         # On the public path a stream is a Django request for as long as it lives: it keeps
         # Django's own thread per request, so no stream waits for another's thread.
-        self.threads = RequestThreads(settings.WEB_REQUEST_THREADS) if self.stream_chain is not None else None
+        self.threads: RequestThreads | None = None
         self.sync_chain: BaseHandler | None = None
-        if self.stream_chain is not None:
-            self.sync_chain = BaseHandler()
-            self.sync_chain.load_middleware(is_async=False)
         if self.stream_chain is None:
             # Streams then take Django's own path, their requests in flight for as long as they
             # live: no moment would be safe to freeze, so the collector does not (`collector`).
             collector.enabled = False
+        else:
+            self.threads = RequestThreads(settings.WEB_REQUEST_THREADS)
+            self.sync_chain = BaseHandler()
+            self.sync_chain.load_middleware(is_async=False)
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         """Serve streams on their own path; everything else as Django does."""

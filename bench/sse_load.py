@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/sse_load.py [--streams 1000] [--idle 5000] [--idle-big 10000]
                                        [--targets ours,ours-redis,ours-public,stock,aiohttp] [--quick] [--gzip]
-                                       [--phases users,one,spread,fanout,idle,idle_big]
+                                       [--phases users,one,spread,fanout,idle,idle_big] [--lockstep]
 
 Targets, each a Daphne (or aiohttp) process on 127.0.0.1 started and stopped here:
 
@@ -21,6 +21,11 @@ and repeated events; the p99 of a plain GET while streams are busy (event-loop s
 there); garbage-collector pauses the server logged; CPU of 10,000 idle streams; bytes and
 requests per client-minute against 2 s polling. Everything runs on this machine, so the
 client competes with the server for the same 2 cores: compare rows, not absolute numbers.
+
+The publisher writes to each task once a period, its writes spread over the period as tasks on
+their own workers report. With `--lockstep` it writes each round back to back: then how fast it
+commits decides how many events one log poll finds and writes out in turn, and a faster
+publisher shows as a slower stream.
 """
 
 from __future__ import annotations
@@ -376,7 +381,13 @@ async def wait_delivered(streams: list[Stream], expected: int, timeout: float) -
 
 
 async def latency_phase(
-    target: Target, rows: list[tuple[str, str]], channel_of: list[str], *, rate: float, seconds: float
+    target: Target,
+    rows: list[tuple[str, str]],
+    channel_of: list[str],
+    *,
+    rate: float,
+    seconds: float,
+    lockstep: bool = False,
 ) -> dict:
     """Streams on `rows`; the publisher writes to each distinct channel at `rate`/s."""
     streams, cpu_per_connect = await open_streams(target, rows)
@@ -386,7 +397,7 @@ async def latency_phase(
     stop, probe = asyncio.Event(), []
     probe_task = asyncio.create_task(probe_get(target, *probe_path(target), stop, probe))
     report = await asyncio.to_thread(
-        target.publish, {"cmd": "rate", "channels": channels, "rate": rate, "seconds": seconds}
+        target.publish, {"cmd": "rate", "channels": channels, "rate": rate, "seconds": seconds, "lockstep": lockstep}
     )
     sent = {int(k): v for k, v in report["sent"].items()}
     per_channel: dict[str, set[int]] = {}
@@ -530,17 +541,15 @@ async def run_target(target: Target, args: argparse.Namespace) -> dict:
             out["failed"].append(f"{key} ({type(exc).__name__})")
             print(f"{target.name}: {key} failed: {exc!r}", file=sys.stderr, flush=True)
 
+    def latency(rows: list[tuple[str, str]], channels: list[str], rate: float):
+        return lambda: latency_phase(target, rows, channels, rate=rate, seconds=args.seconds, lockstep=args.lockstep)
+
     embedded = target.kind == "ours" and not target.pg_name
     if embedded:
-        rows, channels = rows_for(target, "users", n)
-        await phase("users", lambda: latency_phase(target, rows, channels, rate=args.rate, seconds=args.seconds))
+        await phase("users", latency(*rows_for(target, "users", n), args.rate))
     one_rows, one_channels = rows_for(target, "one", n)
-    await phase("one", lambda: latency_phase(target, one_rows, one_channels, rate=args.rate, seconds=args.seconds))
-    spread_rows, spread_channels = rows_for(target, "spread", n)
-    await phase(
-        "spread",
-        lambda: latency_phase(target, spread_rows, spread_channels, rate=args.spread_rate, seconds=args.seconds),
-    )
+    await phase("one", latency(one_rows, one_channels, args.rate))
+    await phase("spread", latency(*rows_for(target, "spread", n), args.spread_rate))
     await phase("fanout", lambda: fanout_phase(target, one_rows, one_channels[0], args.burst))
     idle_rows, _ = rows_for(target, "spread", args.idle)
     await phase("idle", lambda: idle_phase(target, idle_rows, watch=args.watch))
@@ -726,16 +735,19 @@ def role_publish(kind: str) -> None:
         sent: dict[int, float] = {}
         channel_of: dict[int, str] = {}
         if command["cmd"] == "rate":
+            # Each channel once a period, spread over it (or back to back: `--lockstep`).
             period = 1.0 / command["rate"]
             channels = command["channels"]
-            end = time.monotonic() + command["seconds"]
-            tick = time.monotonic()
-            while time.monotonic() < end:
-                for channel in channels:
+            step = 0.0 if command.get("lockstep") else period / len(channels)
+            round_start = time.monotonic()
+            end = round_start + command["seconds"]
+            while round_start < end:
+                for i, channel in enumerate(channels):
+                    if (wait := round_start + i * step - time.monotonic()) > 0:
+                        time.sleep(wait)
                     at = write(channel)
                     sent[seq], channel_of[seq] = at, channel
-                tick += period
-                time.sleep(max(0.0, tick - time.monotonic()))
+                round_start += period
         else:
             for _ in range(command["count"]):
                 at = write(command["channel"])
@@ -803,6 +815,11 @@ def main() -> None:
         "--spread-rate", type=float, default=0.2, help="events/s per task when one stream watches each of many tasks"
     )
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--lockstep",
+        action="store_true",
+        help="the publisher writes each round to all its tasks back to back, not spread over the period",
+    )
     parser.add_argument("--burst", type=int, default=1000)
     parser.add_argument("--watch", type=float, default=20.0, help="seconds of idle watching")
     parser.add_argument("--quick", action="store_true", help="small sizes, to try the bench")
